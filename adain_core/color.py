@@ -1,0 +1,69 @@
+"""Colour modes around the network: CORAL mean/covariance transfer (``preserve``) and luminance-only
+stylisation that keeps the content's chroma (``luminance``, in YUV via kornia)."""
+
+from __future__ import annotations
+
+import torch
+from kornia.color import rgb_to_yuv, yuv_to_rgb
+from torch import Tensor
+
+__all__ = ["COLOR_MODES", "color_stats", "coral", "keep_chroma"]
+
+COLOR_MODES = ("style", "preserve", "luminance")
+
+
+def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and covariance of the RGB pixels of each image.
+
+    Args:
+        img: (B, 3, H, W) float in [0, 1].
+
+    Returns:
+        ``(mean, cov)``: (B, 3) and (B, 3, 3), float64.
+    """
+    x = img.double().reshape(img.shape[0], 3, -1)
+    mean = x.mean(dim=2)
+    xc = x - mean[..., None]
+    cov = xc @ xc.transpose(1, 2) / max(x.shape[2] - 1, 1)
+    return mean, cov
+
+
+def _sqrtm(cov: Tensor, inverse: bool) -> Tensor:
+    vals, vecs = torch.linalg.eigh(cov + 1e-5 * torch.eye(3, dtype=cov.dtype, device=cov.device))
+    vals = vals.clamp_min(1e-8)
+    power = -0.5 if inverse else 0.5
+    return vecs @ torch.diag_embed(vals**power) @ vecs.transpose(-1, -2)
+
+
+def coral(source: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
+    """Give ``source`` the RGB mean and covariance of a target (CORAL / mean-covariance colour transfer).
+
+    Args:
+        source: (3, H, W) or (1, 3, H, W) float in [0, 1], e.g. the style image.
+        target_mean: (3,) target RGB mean (e.g. the content's).
+        target_cov: (3, 3) target RGB covariance.
+
+    Returns:
+        Same shape as ``source``, clamped to [0, 1].
+    """
+    x = source.reshape(1, 3, *source.shape[-2:])
+    s_mean, s_cov = color_stats(x)
+    flat = x.double().reshape(3, -1) - s_mean[0][:, None]
+    transform = _sqrtm(target_cov.double(), False) @ _sqrtm(s_cov[0], True)
+    out = transform @ flat + target_mean.double()[:, None]
+    return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
+    """Luminance-only result: the stylised image's luma (Y) with the content's chroma (U, V).
+
+    Args:
+        stylized: (B, 3, H, W) float in [0, 1].
+        content: (B, 3, H, W) float in [0, 1], same size.
+
+    Returns:
+        (B, 3, H, W) float in [0, 1].
+    """
+    y = rgb_to_yuv(stylized.float())[:, :1]
+    uv = rgb_to_yuv(content.float())[:, 1:]
+    return yuv_to_rgb(torch.cat([y, uv], dim=1)).clamp(0, 1)

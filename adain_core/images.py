@@ -1,0 +1,210 @@
+"""Images in and out: file loading (EXIF, odd modes, 16-bit, alpha), conversion between Pillow / numpy / torch
+and the engine's ``(B, 3, H, W) float in [0, 1]`` RGB batches, and atomic saving."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from .errors import ImageLoadError, ShapeError, ValueRangeError
+
+__all__ = ["ImageLike", "Batch", "load_image", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
+           "IMAGE_SUFFIXES"]
+
+ImageLike = Union[Image.Image, np.ndarray, Tensor, str, Path]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+Image.MAX_IMAGE_PIXELS = 400_000_000  # 16K x 16K artworks are legitimate input here; still bounded
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file fully, EXIF-transposed.
+
+    Raises:
+        ImageLoadError: missing, empty, unreadable or corrupt file (the message names the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageLoadError(f"{p}: no such image file")
+    if p.stat().st_size == 0:
+        raise ImageLoadError(f"{p}: file is empty (0 bytes)")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            out = ImageOps.exif_transpose(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(f"{p}: cannot read image ({exc})") from None
+    return out
+
+
+def _split_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """PIL image of any mode → (H, W, 3) float32 RGB in [0, 1] and optional (H, W) alpha in [0, 1]."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float32)
+        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
+        grey = np.clip(arr / top, 0, 1)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    if mode == "F":
+        grey = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+        return np.repeat(grey[..., None], 3, axis=2), None
+    alpha = None
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
+    if mode == "1" or mode in ("L", "LA", "La"):
+        rgb = img.convert("L").convert("RGB")
+    elif mode in ("RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        rgb = img.convert("RGB")
+    else:
+        raise ImageLoadError(f"unsupported image mode {mode!r}")
+    return np.asarray(rgb, dtype=np.float32) / 255.0, alpha
+
+
+def pil_to_tensor(img: Image.Image) -> tuple[Tensor, Tensor | None]:
+    """PIL image → ((1, 3, H, W) float32 RGB in [0, 1], (1, 1, H, W) alpha in [0, 1] or None)."""
+    rgb, alpha = _split_pil(img)
+    x = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous()
+    a = None if alpha is None else torch.from_numpy(alpha)[None, None]
+    return x, a
+
+
+def tensor_to_pil(x: Tensor, alpha: Tensor | None = None) -> Image.Image:
+    """(3, H, W) or (1, 3, H, W) float in [0, 1] (+ optional alpha (H, W)-like) → RGB or RGBA uint8 PIL image."""
+    x = x.detach().float().reshape(3, *x.shape[-2:]).clamp(0, 1)
+    arr = (x.permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    img = Image.fromarray(arr, "RGB")
+    if alpha is not None:
+        a = (alpha.detach().float().reshape(*x.shape[-2:]).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        img.putalpha(Image.fromarray(a, "L"))
+    return img
+
+
+@dataclass
+class Batch:
+    """A content input turned into the engine's layout, with what is needed to give the caller its own type back.
+
+    Attributes:
+        pixels: (B, 3, H, W) float32 RGB in [0, 1], on the CPU or the caller's device.
+        alpha: (B, 1, H, W) alpha in [0, 1] that passes through untouched, or None.
+        restore: turns a (B, 3, H, W) result into the caller's type (alpha re-attached).
+    """
+
+    pixels: Tensor
+    alpha: Tensor | None
+    restore: Callable[[Tensor], object]
+
+
+def _check_finite(x: Tensor, what: str) -> None:
+    if not torch.isfinite(x).all():
+        raise ValueRangeError(f"{what}: input contains NaN or infinite values")
+
+
+def to_batch(content: ImageLike, what: str = "content") -> Batch:
+    """Accept a PIL image, a path, numpy ``(H, W, 3|4)`` / ``(H, W)`` (uint8, uint16 or float in [0, 1]) or a torch
+    ``(B, 3|4, H, W)`` / ``(3, H, W)`` float tensor in [0, 1], and return a :class:`Batch`.
+
+    Raises:
+        ShapeError: wrong number of dimensions or channels.
+        ValueRangeError: NaN/inf values.
+        ImageLoadError: unreadable file or unsupported mode.
+    """
+    if isinstance(content, (str, Path)):
+        content = load_image(content)
+    if isinstance(content, Image.Image):
+        x, a = pil_to_tensor(content)
+        return Batch(x, a, lambda out: tensor_to_pil(out[0], None if a is None else a[0]))
+    if isinstance(content, np.ndarray):
+        arr = content
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ShapeError(what, "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)", content.shape)
+        dtype = arr.dtype
+        if dtype == np.uint8:
+            f = arr.astype(np.float32) / 255.0
+        elif dtype == np.uint16:
+            f = arr.astype(np.float32) / 65535.0
+        elif np.issubdtype(dtype, np.floating):
+            f = arr.astype(np.float32)
+        else:
+            raise ValueRangeError(f"{what}: numpy dtype {dtype} is not supported (use uint8, uint16 or float)")
+        t = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).unsqueeze(0)
+        _check_finite(t, what)
+        rgb = t[:, :3] if t.shape[1] >= 3 else t.expand(-1, 3, -1, -1)
+        a = t[:, 3:4] if t.shape[1] == 4 else None
+
+        def restore_np(out: Tensor) -> np.ndarray:
+            o = out[0].permute(1, 2, 0).cpu().float().numpy()
+            if a is not None:
+                o = np.concatenate([o, a[0].permute(1, 2, 0).numpy()], axis=2)
+            if dtype == np.uint8:
+                return (np.clip(o, 0, 1) * 255.0 + 0.5).astype(np.uint8)
+            if dtype == np.uint16:
+                return (np.clip(o, 0, 1) * 65535.0 + 0.5).astype(np.uint16)
+            return o.astype(dtype)
+
+        return Batch(rgb.contiguous(), a, restore_np)
+    if isinstance(content, Tensor):
+        t = content
+        if t.ndim == 3:
+            t = t.unsqueeze(0)
+        if t.ndim != 4 or t.shape[1] not in (1, 3, 4):
+            raise ShapeError(what, "(B, 3, H, W), (B, 4, H, W) or (3, H, W)", content.shape)
+        if not t.is_floating_point():
+            raise ValueRangeError(f"{what}: tensor dtype {t.dtype} is not floating point (expected float in [0, 1])")
+        _check_finite(t, what)
+        squeeze = content.ndim == 3
+        in_dtype = t.dtype
+        a = t[:, 3:4] if t.shape[1] == 4 else None
+        rgb = (t[:, :3] if t.shape[1] >= 3 else t.expand(-1, 3, -1, -1)).float()
+
+        def restore_t(out: Tensor) -> Tensor:
+            o = out.to(device=content.device, dtype=in_dtype)
+            if a is not None:
+                o = torch.cat([o, a], dim=1)
+            return o[0] if squeeze else o
+
+        return Batch(rgb.contiguous(), a, restore_t)
+    raise ImageLoadError(f"{what}: unsupported input type {type(content).__name__}")
+
+
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+            ".bmp": "BMP"}
+
+
+def save_image(img: Image.Image, path: str | Path, overwrite: bool = False) -> Path:
+    """Save atomically (temp file in the same folder, then rename); format from the extension.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is False.
+        ValueError: unknown extension.
+    """
+    p = Path(path)
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{p}: unknown output image extension (use one of {', '.join(_FORMATS)})")
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p}: output exists (pass --overwrite to replace it)")
+    if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
+        img = img.convert("RGB")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
+    os.close(fd)
+    try:
+        img.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p

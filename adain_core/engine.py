@@ -58,6 +58,7 @@ class Engine:
                  precision: str = "auto", metadata: dict[str, object] | None = None,
                  model_path: Path | None = None) -> None:
         self.device = pick_device(device)
+        self._requested_precision = precision
         self.precision = pick_precision(precision, self.device)
         self.encoder_id = encoder_id
         self.metadata = dict(metadata or {})
@@ -70,6 +71,16 @@ class Engine:
     def __repr__(self) -> str:
         return (f"Engine(encoder_id={self.encoder_id!r}, device={self.device}, precision={self.precision!r}, "
                 f"model={str(self.model_path) if self.model_path else None!r})")
+
+    def to(self, device: str | torch.device) -> Engine:
+        """Move the networks to ``device`` (e.g. back to the CPU when a host frees VRAM); ``auto`` precision is
+        resolved again for the new device. Returns ``self``."""
+        self.device = pick_device(device)
+        self.precision = pick_precision(self._requested_precision, self.device)
+        self._memory_format = torch.channels_last if self.device.type != "mps" else torch.contiguous_format
+        self.encoder.to(self.device, memory_format=self._memory_format)
+        self.decoder.to(self.device, memory_format=self._memory_format)
+        return self
 
     # -- networks -------------------------------------------------------------------------------------------
     def features(self, x: Tensor, taps: tuple[str, ...] = ("relu4_1",)) -> dict[str, Tensor]:

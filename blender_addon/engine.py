@@ -1,0 +1,264 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Access to the adain_core engine: in-process when ``import adain_core`` works in Blender's Python, otherwise through
+the engine worker (a separate process in the engine's Python, driven by the stdlib-only client of
+``adain_core.worker``, which the extension zip carries as ``adain_worker``).
+
+Both backends take and return ``(H, W, 4)`` float32 sRGB-encoded RGBA arrays in [0, 1] (alpha passes through) and
+styles as ``(image file path, weight)`` pairs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool]
+Styles = list[tuple[str, float]]
+
+_SETUP_HINT = ("set the engine's Python (a Python where `import adain_core` works) in Edit → Preferences → Add-ons → "
+               "AdaIN Style Transfer, or install adain_core into Blender's own Python")
+
+
+class EngineFailure(Exception):
+    """The engine could not do the job; the message is meant for the user."""
+
+
+class EngineUnavailable(EngineFailure):
+    """Neither in-process nor worker engine access works."""
+
+
+class EngineCancelled(EngineFailure):
+    """The user cancelled."""
+
+
+_lock = threading.Lock()
+_backends: dict[tuple, object] = {}
+_status = ""
+
+
+def last_status() -> str:
+    """What the last engine lookup found (shown in the preferences)."""
+    return _status
+
+
+def _set_status(text: str) -> None:
+    global _status
+    _status = text
+
+
+class InProcessBackend:
+    """adain_core imported into Blender's Python."""
+
+    supports_temporal = True
+
+    def __init__(self, model: str, device: str) -> None:
+        import adain_core
+
+        self._core = adain_core
+        try:
+            self.engine = adain_core.load(model, device=device)
+        except adain_core.AdaINError as exc:
+            raise EngineUnavailable(f"AdaIN engine: {exc}") from None
+        self._cards: dict[tuple, object] = {}
+        self.description = (f"Engine in Blender's Python: adain_core {adain_core.__version__}, "
+                            f"{self.engine.encoder_id} on {self.engine.device}")
+
+    def _card(self, styles: Styles, style_size: int):
+        core = self._core
+        cards, weights = [], []
+        for path, weight in styles:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                raise EngineFailure(f"style image {path}: no such file") from None
+            key = (path, stat.st_mtime_ns, stat.st_size, style_size)
+            if key not in self._cards:
+                if len(self._cards) > 64:
+                    self._cards.clear()
+                self._cards[key] = self.engine.encode_style(path, size=style_size)
+            cards.append(self._cards[key])
+            weights.append(weight)
+        if len(cards) == 1:
+            return cards[0]
+        return core.mix(cards, weights)
+
+    def _call(self, fn):
+        core = self._core
+        try:
+            return fn()
+        except core.Cancelled:
+            raise EngineCancelled("cancelled") from None
+        except core.AdaINError as exc:
+            raise EngineFailure(str(exc)) from None
+
+    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
+                progress: Progress | None = None, cancel: Cancel | None = None):
+        def run():
+            card = self._card(styles, style_size)
+            return self.engine.stylize(image, card, alpha=alpha, color=color, progress=progress, cancel=cancel)
+
+        return self._call(run)
+
+    def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
+                       style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
+        card = self._call(lambda: self._card(styles, style_size))
+        generator = self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
+                                               cancel=cancel, total=total)
+        while True:
+            try:
+                frame = self._call(lambda: next(generator))
+            except StopIteration:
+                return
+            yield frame
+
+
+class WorkerBackend:
+    """The engine worker process, started on demand in the engine's Python."""
+
+    supports_temporal = False
+
+    def __init__(self, worker_module, python: str | None, model: str) -> None:
+        self._worker = worker_module
+        try:
+            self.client = worker_module.WorkerClient(python or None)
+            hello = self.client.ping()
+        except worker_module.WorkerError as exc:
+            raise EngineUnavailable(f"AdaIN engine worker: {exc}") from None
+        self.model = model
+        self.description = (f"Engine worker: adain_core {hello.get('engine_version', '?')} in "
+                            f"{self.client.python} (pid {hello.get('pid')})")
+
+    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
+                progress: Progress | None = None, cancel: Cancel | None = None):
+        worker = self._worker
+        relay = None if progress is None else (lambda done, total, stage: progress(done, total))
+        try:
+            result = self.client.stylize(image, styles, alpha=alpha, color=color, style_size=style_size,
+                                         model=self.model, progress=relay, cancel=cancel)
+        except worker.WorkerCancelled:
+            raise EngineCancelled("cancelled") from None
+        except worker.WorkerError as exc:
+            raise EngineFailure(str(exc)) from None
+        return result.array()
+
+    def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
+                       style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
+        # The worker stylises one image per request, without temporal state: frames are independent.
+        for frame in frames:
+            yield self.stylize(frame, styles, alpha=alpha, color=color, style_size=style_size, cancel=cancel)
+
+
+def _load_package(name: str, directory: Path):
+    """Import the package in ``directory`` under ``name`` (relative imports inside it keep working)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
+                                                  submodule_search_locations=[str(directory)])
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {directory}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def worker_client_module():
+    """The stdlib-only worker client: the copy the extension zip carries, else the one of a source checkout."""
+    bundled = f"{__package__}.adain_worker"
+    try:
+        return importlib.import_module(bundled)
+    except ModuleNotFoundError as exc:
+        if exc.name != bundled:
+            raise
+    checkout = Path(__file__).resolve().parent.parent / "adain_core" / "worker"
+    if (checkout / "client.py").is_file():
+        return _load_package("_adain_worker_client", checkout)
+    raise EngineUnavailable("this AdaIN Style Transfer install lacks the engine worker client (adain_worker/): "
+                            "reinstall the extension zip built by `adain install blender --zip`")
+
+
+def _in_process_importable() -> tuple[bool, str]:
+    try:
+        importlib.import_module("adain_core")
+    except Exception as exc:  # an engine broken by a bad torch raises more than ImportError
+        return False, f"adain_core does not import in Blender's Python ({type(exc).__name__}: {exc})"
+    return True, ""
+
+
+def _model_of(prefs) -> str:
+    model = (prefs.model or "default").strip()
+    return bpy_abspath(model) if model != "default" else model
+
+
+def bpy_abspath(path: str) -> str:
+    try:
+        import bpy
+
+        return bpy.path.abspath(path)
+    except ImportError:
+        return path
+
+
+def get_backend(prefs):
+    """The backend the preferences ask for, cached while they do not change.
+
+    Raises:
+        EngineUnavailable: with a message saying what to set up.
+    """
+    mode = prefs.engine_mode
+    python = bpy_abspath(prefs.engine_python.strip()) if prefs.engine_python.strip() else ""
+    model, device = _model_of(prefs), (prefs.device.strip() or "auto")
+    key = (mode, python, model, device)
+    with _lock:
+        backend = _backends.get(key)
+        if backend is not None:
+            return backend
+        try:
+            backend = _make_backend(mode, python, model, device)
+        except EngineUnavailable as exc:
+            _set_status(str(exc))
+            raise
+        _backends.clear()
+        _backends[key] = backend
+        _set_status(backend.description)
+        return backend
+
+
+def _make_backend(mode: str, python: str, model: str, device: str):
+    reasons = []
+    if mode in ("AUTO", "IN_PROCESS"):
+        ok, why = _in_process_importable()
+        if ok:
+            return InProcessBackend(model, device)
+        if mode == "IN_PROCESS":
+            raise EngineUnavailable(f"AdaIN engine not available: {why}. Install it there, or choose "
+                                    f"Engine: Engine worker in the add-on preferences")
+        reasons.append(why)
+    worker = worker_client_module()
+    try:
+        resolved = worker.resolve_engine_python(python or None)
+    except worker.WorkerUnavailable as exc:
+        reasons.append(f"no engine worker ({exc})" if python else "no engine Python is set")
+        raise EngineUnavailable("AdaIN engine not available: " + "; ".join(reasons) + f". Fix: {_SETUP_HINT}") \
+            from None
+    return WorkerBackend(worker, resolved, model)
+
+
+def forget() -> None:
+    """Drop cached backends (after the preferences change, and on unregister)."""
+    with _lock:
+        for backend in _backends.values():
+            client = getattr(backend, "client", None)
+            if client is not None:
+                client.worker_pid = None
+        _backends.clear()

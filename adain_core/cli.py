@@ -127,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     isub = i.add_subparsers(dest="host", required=True)
     ig = isub.add_parser("gimp", help="install the GIMP 3 plug-in for this user")
     ig.add_argument("--dest", type=Path, help="GIMP plug-ins folder (default: the user's GIMP 3 plug-ins folder)")
+    ig.add_argument("--python", type=Path, help="engine Python to record (default: $ADAIN_PYTHON or this Python)")
+    ig.add_argument("--link", action="store_true", help="symlink the plug-in folder instead of copying it")
     ib = isub.add_parser("blender", help="build the Blender extension zip")
     ib.add_argument("--zip", type=Path, required=True, help="output .zip path")
     return parser
@@ -271,9 +273,11 @@ def _models(args: argparse.Namespace) -> int:
 
 def _install(args: argparse.Namespace) -> int:
     if args.host == "gimp":
+        from .worker import config
         from .worker.install import install_gimp_plugin
 
-        print(install_gimp_plugin(args.dest))
+        print(install_gimp_plugin(args.dest, python=args.python, link=args.link))
+        print(f"engine Python recorded in {config.config_path()}; restart GIMP")
     else:
         try:
             from blender_addon.build import build_blender_zip
@@ -290,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"stylize": _stylize, "card": _card, "models": _models, "install": _install}
     try:
         return handlers[args.command](args)
-    except (AdaINError, FileExistsError, ValueError) as exc:
+    except (AdaINError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"adain: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

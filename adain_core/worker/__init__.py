@@ -1,0 +1,61 @@
+"""Engine worker: a long-lived engine process that hosts without torch (GIMP, Blender) drive through a client library.
+
+Importing this package needs only the standard library (GIMP 3's Python loads it straight from the engine's
+install folder); the server part (torch, numpy) is imported only by ``python -m adain_core.worker``.
+
+Lifecycle
+    :class:`WorkerClient` connects to the worker of its engine Python (``$ADAIN_PYTHON``, the config file written by
+    ``adain install gimp``, or the current interpreter) and starts it when none runs:
+    ``<python> -m adain_core.worker --directory DIR --name worker-<hash of the python path>``, detached, logging to
+    ``DIR/<name>.log``. The worker keeps up to 2 models and 64 style cards in memory (cards keyed by the style file's
+    sha256 + size, the style size and the colour mode) and exits after ``--idle-timeout`` seconds without requests
+    (default 600, ``$ADAIN_WORKER_IDLE_TIMEOUT``). If a worker dies during a job the client starts a new one and
+    retries once, then raises :class:`WorkerCrashed` naming the log.
+
+Transport and access
+    A Unix socket ``DIR/<name>.sock`` (mode 0600) in a directory of mode 0700 owned by the user
+    (``$ADAIN_WORKER_DIR``, else ``$XDG_RUNTIME_DIR/adain``, else ``/tmp/adain-<uid>``). Where Unix sockets are missing
+    (Windows), loopback TCP on a random port whose number and 256-bit token lie in ``DIR/<name>.json`` (mode 0600);
+    a connection must say hello with the token first.
+
+Frames (:mod:`adain_core.worker.protocol`)
+    ``b"ADN1"``, uint32 header length, uint64 payload length (big-endian), UTF-8 JSON header, raw payload.
+    Requests carry ``"op"``, replies ``"type"``:
+
+    - ``hello {protocol, token}`` → ``hello {protocol, pid, python, engine_version}``
+    - ``stylize {protocol, model, styles: [{path, weight}], alpha, color, style_size, tile,
+      image: {shape: [H, W, 3|4], dtype: "uint8"|"float32"}, mask?: {shape: [H, W], dtype}}`` + payload (image bytes,
+      then mask bytes) → any number of ``progress {stage, done, total}``, then ``result {image: {shape, dtype},
+      timings, cache}`` + payload, or ``error {kind, message}``, or ``cancelled``. Sending ``cancel`` (or closing the
+      connection) while the job runs stops it at the engine's next cancel check. Jobs run one at a time; a waiting
+      job is told ``progress {stage: "queued"}``.
+    - ``ping`` → ``pong``; ``stats`` → ``stats {models, cards, jobs_done}``; ``shutdown`` → ``bye`` and exit.
+
+Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes through; where the optional mask is < 1
+the input shows through (a pixel-space blend).
+"""
+
+from . import config, protocol
+from .client import (
+    EngineError,
+    StylizeResult,
+    WorkerCancelled,
+    WorkerClient,
+    WorkerCrashed,
+    WorkerError,
+    WorkerUnavailable,
+    resolve_engine_python,
+)
+
+__all__ = [
+    "WorkerClient",
+    "StylizeResult",
+    "WorkerError",
+    "WorkerUnavailable",
+    "WorkerCrashed",
+    "WorkerCancelled",
+    "EngineError",
+    "resolve_engine_python",
+    "config",
+    "protocol",
+]

@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+#   AdaIN style transfer for GIMP 3: Filters > Artistic > Style Transfer (AdaIN)...
+#   GPL-3.0-or-later. Part of adain-style-transfer.
+"""GIMP 3 filter that repaints a layer in the style of an image, using the AdaIN engine.
+
+Torch never runs in GIMP's Python: this plug-in is a client of the engine worker (``adain_core.worker``), which runs
+in the engine's own Python (``$ADAIN_PYTHON``, or the config file written by ``adain install gimp``) and stays warm
+between runs.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import gi
+
+gi.require_version("Gimp", "3.0")
+gi.require_version("GimpUi", "3.0")
+gi.require_version("Gegl", "0.4")
+from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
+
+PROC_NAME = "python-fu-adain-style-transfer"
+PLUG_IN_BINARY = "adain-style-transfer"
+TITLE = "Style Transfer (AdaIN)"
+FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
+       "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")
+
+
+class PluginError(Exception):
+    """A failure reported to GIMP as an execution error, with a message meant for the user."""
+
+
+# ------------------------------------------------------------------------------------------------ engine access
+def _config_path():
+    # Mirrors adain_core.worker.config.config_path(): the engine package is not importable before we know its Python.
+    if os.environ.get("ADAIN_CONFIG"):
+        return os.environ["ADAIN_CONFIG"]
+    home = os.path.expanduser("~")
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or os.path.join(home, "AppData", "Roaming")
+    elif sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Application Support")
+    else:
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
+    return os.path.join(base, "adain", "engine.json")
+
+
+def engine_python():
+    """The engine's Python: ``$ADAIN_PYTHON``, else the config file. Raises PluginError when neither is usable."""
+    python = os.environ.get("ADAIN_PYTHON")
+    source = "ADAIN_PYTHON"
+    if not python:
+        path = _config_path()
+        try:
+            with open(path, encoding="utf-8") as fh:
+                python = json.load(fh).get("python")
+            source = path
+        except (OSError, ValueError, AttributeError):
+            python = None
+        if not python:
+            raise PluginError(f"the AdaIN engine is not set up (no ADAIN_PYTHON and no {path}). {FIX}")
+    if not os.path.isfile(python):
+        raise PluginError(f"the AdaIN engine Python {python} (from {source}) does not exist. {FIX}")
+    return python
+
+
+def load_worker_client(python):
+    """Import the engine's stdlib-only worker client from the engine's install, without importing torch here."""
+    if "_adain_worker" in sys.modules:
+        return sys.modules["_adain_worker"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
+    locate = ("import importlib.util as u; s = u.find_spec('adain_core'); "
+              "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')")
+    try:
+        found = subprocess.run([python, "-c", locate], capture_output=True, text=True, timeout=60, env=env,
+                               creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PluginError(f"the AdaIN engine Python {python} does not run ({exc}). {FIX}") from None
+    package = found.stdout.strip()
+    if found.returncode != 0 or not package:
+        detail = (found.stderr.strip().splitlines() or ["adain_core is not installed there"])[-1]
+        raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). {FIX}")
+    worker_dir = os.path.join(package, "worker")
+    spec = importlib.util.spec_from_file_location("_adain_worker", os.path.join(worker_dir, "__init__.py"),
+                                                  submodule_search_locations=[worker_dir])
+    if spec is None or not os.path.isfile(os.path.join(worker_dir, "client.py")):
+        raise PluginError(f"the AdaIN engine in {package} has no worker (too old?). {FIX}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["_adain_worker"] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - any failure here means an unusable engine install
+        del sys.modules["_adain_worker"]
+        raise PluginError(f"cannot load the AdaIN worker client from {worker_dir} ({exc}). {FIX}") from None
+    return module
+
+
+# ------------------------------------------------------------------------------------------------ the filter
+def _file_path(config, name):
+    value = config.get_property(name)
+    return value.get_path() if value is not None else None
+
+
+def _style_name(path):
+    base = os.path.basename(path)
+    return base.split(".")[0] or base
+
+
+def _progress(done, total, stage):
+    if stage:
+        Gimp.progress_set_text(f"{TITLE}: {stage}…")
+    if total > 0:
+        Gimp.progress_update(min(1.0, done / total))
+    else:
+        Gimp.progress_pulse()
+
+
+def stylize_drawable(image, drawable, config):
+    """Run the filter. Nothing in ``image`` changes unless the engine returned a result."""
+    style = _file_path(config, "style-file")
+    second = _file_path(config, "second-style-file")
+    mix = config.get_property("mix")
+    alpha = config.get_property("alpha")
+    color = config.get_property("color-mode")
+    style_size = config.get_property("style-size")
+    use_selection = config.get_property("use-selection")
+    new_layer = config.get_property("output") == "new-layer"
+
+    if not style:
+        raise PluginError("choose a style image (style-file)")
+    for path in (style, second):
+        if path and not os.path.isfile(path):
+            raise PluginError(f"style image {path} does not exist")
+    if not drawable.is_layer():
+        raise PluginError("select a layer (not a channel or a layer mask)")
+    if drawable.is_group() and not new_layer:
+        raise PluginError("a layer group cannot be replaced in place; choose 'new layer' output")
+
+    selection_active = use_selection and not Gimp.Selection.is_empty(image)
+    if selection_active:
+        touches, x, y, width, height = drawable.mask_intersect()
+        if not touches or width == 0 or height == 0:
+            raise PluginError("the selection does not overlap the layer")
+    else:
+        x, y, width, height = 0, 0, drawable.get_width(), drawable.get_height()
+
+    # 8-bit images travel as bytes (4x less than float); deeper ones as float32. Always R'G'B'A: sRGB-encoded, as
+    # the network expects, with the layer's alpha passed through (opaque when it has none).
+    channels = 4 if drawable.has_alpha() else 3
+    eight_bit = drawable.get_bpp() == channels
+    pixel_format = "R'G'B'A u8" if eight_bit else "R'G'B'A float"
+    dtype = "uint8" if eight_bit else "float32"
+    rect = Gegl.Rectangle.new(x, y, width, height)
+    pixels = drawable.get_buffer().get(rect, 1.0, pixel_format, Gegl.AbyssPolicy.CLAMP)
+
+    styles = [(style, 1.0 - mix if second else 1.0)] + ([(second, mix)] if second else [])
+    styles = [(path, weight) for path, weight in styles if weight > 0] or [(style, 1.0)]
+
+    python = engine_python()
+    worker = load_worker_client(python)
+    Gimp.progress_init(f"{TITLE}: starting the engine…")
+    try:
+        client = worker.WorkerClient(python)
+        result = client.stylize(bytes(pixels), styles, shape=(height, width, 4), dtype=dtype, alpha=alpha,
+                                color=color, style_size=style_size, tile="auto", progress=_progress)
+    except worker.WorkerUnavailable as exc:
+        raise PluginError(f"the AdaIN engine could not start: {exc}. {FIX}") from None
+    except worker.WorkerError as exc:
+        raise PluginError(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - never a traceback dialog: a message, and the image untouched
+        raise PluginError(f"unexpected error in the engine client ({type(exc).__name__}: {exc})") from None
+    finally:
+        Gimp.progress_end()
+    data = bytes(result.data)
+
+    name = " + ".join(_style_name(path) for path, _ in styles)
+    image.undo_group_start()
+    try:
+        if new_layer:
+            layer = Gimp.Layer.new(image, name, width, height, Gimp.ImageType.RGBA_IMAGE, 100.0,
+                                   Gimp.LayerMode.NORMAL)
+            image.insert_layer(layer, drawable.get_parent(), image.get_item_position(drawable))
+            _, offset_x, offset_y = drawable.get_offsets()
+            layer.set_offsets(offset_x + x, offset_y + y)
+            buffer = layer.get_buffer()
+            buffer.set(Gegl.Rectangle.new(0, 0, width, height), pixel_format, data)
+            buffer.flush()
+            if selection_active:  # the selection (feathering included) becomes the layer mask: non-destructive
+                layer.add_mask(layer.create_mask(Gimp.AddMaskType.SELECTION))
+            layer.update(0, 0, width, height)
+        else:
+            saved = None
+            if not use_selection and not Gimp.Selection.is_empty(image):
+                # merge_shadow always applies the selection; lift it so the whole layer is replaced.
+                saved = Gimp.Selection.save(image)
+                Gimp.Selection.none(image)
+            shadow = drawable.get_shadow_buffer()
+            shadow.set(rect, pixel_format, data)
+            shadow.flush()
+            drawable.merge_shadow(True)
+            drawable.update(x, y, width, height)
+            if saved is not None:
+                image.select_item(Gimp.ChannelOps.REPLACE, saved)
+                image.remove_channel(saved)
+    finally:
+        image.undo_group_end()
+    Gimp.displays_flush()
+
+
+def run(procedure, run_mode, image, drawables, config, data):
+    if len(drawables) != 1:
+        return _error(procedure, Gimp.PDBStatusType.CALLING_ERROR, f"{TITLE} works on exactly one layer")
+    if run_mode == Gimp.RunMode.INTERACTIVE:
+        GimpUi.init(PLUG_IN_BINARY)
+        dialog = GimpUi.ProcedureDialog.new(procedure, config, TITLE)
+        dialog.fill(None)
+        accepted = dialog.run()
+        dialog.destroy()
+        if not accepted:
+            return procedure.new_return_values(Gimp.PDBStatusType.CANCEL, GLib.Error())
+    Gimp.context_push()
+    try:
+        stylize_drawable(image, drawables[0], config)
+    except PluginError as exc:
+        return _error(procedure, Gimp.PDBStatusType.EXECUTION_ERROR, f"{TITLE}: {exc}")
+    finally:
+        Gimp.context_pop()
+    return procedure.new_return_values(Gimp.PDBStatusType.SUCCESS, GLib.Error())
+
+
+def _error(procedure, status, message):
+    return procedure.new_return_values(status, GLib.Error.new_literal(Gimp.PlugIn.error_quark(), message, 0))
+
+
+class AdaINStyleTransfer(Gimp.PlugIn):
+    def do_query_procedures(self):
+        return [PROC_NAME]
+
+    def do_set_i18n(self, name):
+        return False
+
+    def do_create_procedure(self, name):
+        procedure = Gimp.ImageProcedure.new(self, name, Gimp.PDBProcType.PLUGIN, run, None)
+        procedure.set_image_types("RGB*")
+        procedure.set_sensitivity_mask(Gimp.ProcedureSensitivityMask.DRAWABLE)
+        procedure.set_menu_label(f"{TITLE}…")
+        procedure.add_menu_path("<Image>/Filters/Artistic")
+        procedure.set_documentation(
+            "Repaint the layer in the style of an image (AdaIN)",
+            "Stylises the active layer (or only the selection) with the colours and brush strokes of a style image, "
+            "optionally mixed with a second style. The result goes to a new layer named after the style, above the "
+            "source, or replaces the layer. Runs in the AdaIN engine's own Python (set up with `adain install gimp`).",
+            name)
+        procedure.set_attribution("adain-style-transfer contributors", "GPL-3.0-or-later", "2025")
+
+        rw = GObject.ParamFlags.READWRITE
+        procedure.add_file_argument("style-file", "_Style image", "Image whose style is transferred",
+                                    Gimp.FileChooserAction.OPEN, True, None, rw)
+        procedure.add_file_argument("second-style-file", "Se_cond style (optional)",
+                                    "Optional second style image, mixed with the first",
+                                    Gimp.FileChooserAction.OPEN, True, None, rw)
+        procedure.add_double_argument("mix", "_Mix", "Weight of the second style (0: first only, 1: second only)",
+                                      0.0, 1.0, 0.5, rw)
+        procedure.add_double_argument("alpha", "Style _strength", "0 keeps the content, 1 is the full style",
+                                      0.0, 1.0, 1.0, rw)
+        colors = Gimp.Choice.new()
+        colors.add("style", 0, "Style colours", "Take the colours of the style image")
+        colors.add("preserve", 1, "Preserve colours", "Recolour the style to the layer's colours first")
+        colors.add("luminance", 2, "Luminance only", "Stylise brightness, keep the layer's colours")
+        procedure.add_choice_argument("color-mode", "_Colours", "Where the result's colours come from", colors,
+                                      "style", rw)
+        procedure.add_int_argument("style-size", "St_yle size", "Shorter side of the style image in px; smaller "
+                                   "gives larger brush strokes", 64, 2048, 512, rw)
+        procedure.add_boolean_argument("use-selection", "Use se_lection as mask",
+                                       "Stylise only the selection (feathering respected)", True, rw)
+        outputs = Gimp.Choice.new()
+        outputs.add("new-layer", 0, "New layer", "Add the result as a new layer above the source")
+        outputs.add("replace", 1, "Replace layer", "Overwrite the layer's pixels")
+        procedure.add_choice_argument("output", "_Output", "Where the result goes", outputs, "new-layer", rw)
+        return procedure
+
+
+Gimp.main(AdaINStyleTransfer.__gtype__, sys.argv)

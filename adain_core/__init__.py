@@ -10,7 +10,7 @@ Example:
 
 from .adain import AdaIN, adain, blend_alpha, calc_mean_std, masked_mean_std
 from .cards import StyleCard, mix
-from .engine import Engine, load
+from .engine import Engine, FrameState, load
 from .errors import (AdaINError, Cancelled, CardError, ChecksumError, ImageLoadError, MemoryPreflightError,
                      ModelError, ShapeError, ValueRangeError)
 
@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdaIN", "adain", "blend_alpha", "calc_mean_std", "masked_mean_std",
-    "StyleCard", "mix", "Engine", "load",
+    "StyleCard", "mix", "Engine", "FrameState", "load",
     "AdaINError", "Cancelled", "CardError", "ChecksumError", "ImageLoadError", "MemoryPreflightError",
     "ModelError", "ShapeError", "ValueRangeError",
 ]

@@ -40,10 +40,12 @@ def masked_mean_std(feat: Tensor, weight: Tensor, eps: float = 1e-5) -> tuple[Te
         eps: added to the variance.
 
     Returns:
-        ``(mean, std)``, each (B, C, 1, 1) float32. Where the mask is empty the unweighted stats are returned.
+        ``(mean, std)``, each (B, C, 1, 1), float32 (float64 for float64 input). Where the mask is empty the
+        unweighted stats are returned.
     """
-    x = feat.float()
-    w = weight.float()
+    # Half precision is upcast; float64 stays float64 (gradcheck, training diagnostics).
+    x = feat.float() if feat.dtype in (torch.float16, torch.bfloat16) else feat
+    w = weight.to(x.dtype)
     total = w.sum(dim=(2, 3), keepdim=True)
     safe = total.clamp_min(1e-8)
     mean = (x * w).sum(dim=(2, 3), keepdim=True) / safe
@@ -74,15 +76,17 @@ def adain(
         content_std: optional precomputed content stds, given together with ``content_mean``.
 
     Returns:
-        (B, C, H, W) float32 target features whose channel mean/std equal the style's.
+        (B, C, H, W) target features (float32, or float64 for float64 input) whose channel mean/std equal the
+        style's.
     """
-    x = content_feat.float()
+    # Half precision is upcast to float32; float64 stays float64 (gradcheck).
+    x = content_feat.float() if content_feat.dtype in (torch.float16, torch.bfloat16) else content_feat
     c = x.shape[1]
-    s_mean = style_mean.float().reshape(-1, c, 1, 1)
-    s_std = style_std.float().reshape(-1, c, 1, 1)
+    s_mean = style_mean.to(x.dtype).reshape(-1, c, 1, 1)
+    s_std = style_std.to(x.dtype).reshape(-1, c, 1, 1)
     if content_mean is None or content_std is None:
         content_mean, content_std = calc_mean_std(x, eps)
-    return s_std * (x - content_mean.float()) / content_std.float() + s_mean
+    return s_std * (x - content_mean.to(x.dtype)) / content_std.to(x.dtype) + s_mean
 
 
 def blend_alpha(target: Tensor, content_feat: Tensor, alpha: float | Tensor) -> Tensor:
@@ -93,7 +97,8 @@ def blend_alpha(target: Tensor, content_feat: Tensor, alpha: float | Tensor) -> 
         content_feat: (B, C, H, W) content features ``f_c``.
         alpha: scalar, or a (B|1, 1, H, W) map.
     """
-    return alpha * target + (1 - alpha) * content_feat.float()
+    f = content_feat.float() if content_feat.dtype in (torch.float16, torch.bfloat16) else content_feat
+    return alpha * target + (1 - alpha) * f
 
 
 class AdaIN(nn.Module):

@@ -20,12 +20,12 @@ from .cards import StyleCard
 from .color import COLOR_MODES, color_stats, coral, keep_chroma
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision
 from .errors import (CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError)
-from .images import ImageLike, load_image, pil_to_tensor, to_batch
+from .images import Batch, ImageLike, load_image, pil_to_tensor, to_batch
 from .networks import TAPS, Encoder, pad_to_multiple
 from .store import build_decoder_from, load_encoder, read_model, resolve_model, sha256_file
 from .tiling import FEATHER, MARGIN, Tile, choose_tile_size, estimate_pass_bytes, feather_weights, plan_tiles
 
-__all__ = ["Engine", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook"]
+__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook"]
 
 MaskLike = Union[Image.Image, np.ndarray, Tensor, str, Path, None]
 StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
@@ -33,6 +33,13 @@ Progress = Callable[[int, int], None]
 CancelHook = Callable[[], bool]
 # Content statistics of each style region: (mean, std), each (B, C, 1, 1) float32.
 Stats = list[tuple[Tensor, Tensor]]
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """The running content statistics of a frame sequence (see :meth:`Engine.stylize_frame`); opaque to callers."""
+
+    stats: Stats
 
 
 @dataclass
@@ -204,26 +211,57 @@ class Engine:
         ``temporal`` = S in [0, 1): the statistics used for frame n are ``S·used[n-1] + (1−S)·measured[n]``
         (the style card is fixed), which reduces flicker. ``progress(done, total)`` is called per frame
         (``total`` if given, else 0 when unknown); ``cancel`` is checked between frames and tiles.
+        Each frame goes through :meth:`stylize_frame`.
 
         Yields:
             Each stylised frame, the same type as the input frame.
         """
-        if not 0.0 <= float(temporal) < 1.0:
-            raise ValueRangeError(f"temporal smoothing must be in [0, 1), got {temporal}")
-        previous: Stats | None = None
+        _check_temporal(temporal)
+        state: FrameState | None = None
         for i, frame in enumerate(frames):
             _check_cancel(cancel)
-            batch = to_batch(frame, f"frame {i}")
-            job = self._prepare(batch.pixels, style, alpha, color, tile, max_memory)
-            stats = self._content_stats(job, None, cancel)
-            if previous is not None and temporal > 0 and _same_shape(previous, stats):
-                stats = [(temporal * pm + (1 - temporal) * m, temporal * ps + (1 - temporal) * s)
-                         for (pm, ps), (m, s) in zip(previous, stats)]
-            previous = stats
-            out = self._render(job, stats, None, cancel)
+            out, state = self._stylize_frame(to_batch(frame, f"frame {i}"), style, state, temporal, alpha, color,
+                                             tile, max_memory, None, cancel)
             if progress is not None:
                 progress(i + 1, total or 0)
-            yield batch.restore(out)
+            yield out
+
+    def stylize_frame(self, content: ImageLike, style: StyleSpec, state: FrameState | None = None,
+                      temporal: float = 0.0, alpha: float = 1.0, color: str = "style", tile: str | int = "auto",
+                      max_memory: str | int | None = None, progress: Progress | None = None,
+                      cancel: CancelHook | None = None) -> tuple[object, FrameState]:
+        """Stylise one frame of a sequence, given the state the previous frame returned.
+
+        The step behind :meth:`stylize_frames`, for callers that receive frames one at a time (the engine worker):
+        feeding frames through it, each with the state of the previous call, gives exactly ``stylize_frames``.
+
+        Args:
+            content, style, alpha, color, tile, max_memory, progress, cancel: as :meth:`stylize`.
+            state: what the previous frame's call returned; ``None`` for the first frame (no smoothing).
+            temporal: S in [0, 1), as :meth:`stylize_frames`.
+
+        Returns:
+            ``(frame, state)``: the stylised frame (the type of ``content``) and the smoothed content statistics to
+            pass with the next frame. The state is opaque; it belongs to this engine and style layout (a state of a
+            different image batch size or number of style regions is ignored, as at a cut).
+
+        Raises:
+            ValueRangeError, ShapeError, CardError, MemoryPreflightError, Cancelled.
+        """
+        _check_temporal(temporal)
+        return self._stylize_frame(to_batch(content, "frame"), style, state, temporal, alpha, color, tile, max_memory,
+                                   progress, cancel)
+
+    def _stylize_frame(self, batch: Batch, style: StyleSpec, state: FrameState | None, temporal: float,
+                       alpha: float, color: str, tile: str | int, max_memory: str | int | None,
+                       progress: Progress | None, cancel: CancelHook | None) -> tuple[object, FrameState]:
+        job = self._prepare(batch.pixels, style, alpha, color, tile, max_memory)
+        stats = self._content_stats(job, progress, cancel)
+        if state is not None and temporal > 0 and _same_shape(state.stats, stats):
+            stats = [(temporal * pm.to(m.device) + (1 - temporal) * m, temporal * ps.to(s.device) + (1 - temporal) * s)
+                     for (pm, ps), (m, s) in zip(state.stats, stats)]
+        out = self._render(job, stats, progress, cancel)
+        return batch.restore(out), FrameState(stats)
 
     # -- internals ------------------------------------------------------------------------------------------
     def _prepare(self, pixels: Tensor, style: StyleSpec, alpha: float, color: str, tile: str | int,
@@ -368,6 +406,11 @@ class Engine:
 def _check_cancel(cancel: CancelHook | None) -> None:
     if cancel is not None and cancel():
         raise Cancelled("cancelled by the caller")
+
+
+def _check_temporal(temporal: float) -> None:
+    if not 0.0 <= float(temporal) < 1.0:
+        raise ValueRangeError(f"temporal smoothing must be in [0, 1), got {temporal}")
 
 
 def _same_shape(a: Stats, b: Stats) -> bool:

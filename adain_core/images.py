@@ -51,7 +51,11 @@ def _split_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
         mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
+    elif mode in ("PA", "La", "RGBa"):
+        # Palette+alpha and premultiplied modes: Pillow converts them to straight alpha (whose channel is "A").
+        img = img.convert("LA" if mode == "La" else "RGBA")
+        mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         arr = np.asarray(img, dtype=np.float32)
         top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
         grey = np.clip(arr / top, 0, 1)

@@ -129,16 +129,17 @@ def build_decoder(arch: str = "vgg16") -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def pad_to_multiple(x: Tensor, multiple: int = 8) -> tuple[Tensor, tuple[int, int]]:
-    """Pad the bottom/right of (B, C, H, W) to a multiple of ``multiple`` so that tile grids stay aligned.
+def pad_to_multiple(x: Tensor, multiple: int = 8, min_size: int = 16) -> tuple[Tensor, tuple[int, int]]:
+    """Pad the bottom/right of (B, C, H, W) to a multiple of ``multiple`` so that tile grids stay aligned, and to at
+    least ``min_size`` per side: the decoder's reflection padding needs relu4_1 maps of at least 2×2.
 
-    Reflection padding where the image is large enough, replication otherwise (1×1 … 7×7 images).
+    Reflection padding where the image is large enough, replication otherwise (1×1 … 15×15 images).
 
     Returns:
         ``(padded, (H, W))`` with the original size for cropping back.
     """
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = max((-h) % multiple, min_size - h), max((-w) % multiple, min_size - w)
     if ph == 0 and pw == 0:
         return x, (h, w)
     mode = "reflect" if ph < h and pw < w else "replicate"

@@ -4,6 +4,7 @@ the original AdaIN release files. Nothing here runs at import time; fetching is 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
@@ -305,19 +306,23 @@ def download(url: str, dest: Path, *, expected_size: int | None = None, expected
     got = 0
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or expected_size
+            length = int(resp.headers.get("Content-Length") or 0)
+            total = length or expected_size
             with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     h.update(chunk)
                     got += len(chunk)
                     bar.update(len(chunk))
+        if length and got != length:
+            # The server closed the connection early: a truncated file must never reach the cache.
+            raise ChecksumError(f"{url}: transfer ended after {got} of {length} bytes")
         if expected_size is not None and got != expected_size:
             raise ChecksumError(f"{url}: got {got} bytes, expected {expected_size}")
         if expected_sha256 is not None and h.hexdigest() != expected_sha256:
             raise ChecksumError(f"{url}: sha256 {h.hexdigest()} does not match the expected {expected_sha256}")
         os.replace(tmp, dest)
-    except OSError as exc:
+    except (OSError, http.client.HTTPException) as exc:
         raise ModelError(f"could not download {url}: {exc}") from None
     finally:
         if tmp.exists():

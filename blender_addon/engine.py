@@ -55,8 +55,6 @@ def _set_status(text: str) -> None:
 class InProcessBackend:
     """adain_core imported into Blender's Python."""
 
-    supports_temporal = True
-
     def __init__(self, model: str, device: str) -> None:
         import adain_core
 
@@ -121,8 +119,6 @@ class InProcessBackend:
 class WorkerBackend:
     """The engine worker process, started on demand in the engine's Python."""
 
-    supports_temporal = False
-
     def __init__(self, worker_module, python: str | None, model: str) -> None:
         self._worker = worker_module
         try:
@@ -134,24 +130,38 @@ class WorkerBackend:
         self.description = (f"Engine worker: adain_core {hello.get('engine_version', '?')} in "
                             f"{self.client.python} (pid {hello.get('pid')})")
 
-    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
-                progress: Progress | None = None, cancel: Cancel | None = None):
+    def _call(self, fn):
         worker = self._worker
-        relay = None if progress is None else (lambda done, total, stage: progress(done, total))
         try:
-            result = self.client.stylize(image, styles, alpha=alpha, color=color, style_size=style_size,
-                                         model=self.model, progress=relay, cancel=cancel)
+            return fn()
         except worker.WorkerCancelled:
             raise EngineCancelled("cancelled") from None
         except worker.WorkerError as exc:
             raise EngineFailure(str(exc)) from None
+
+    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
+                progress: Progress | None = None, cancel: Cancel | None = None):
+        relay = None if progress is None else (lambda done, total, stage: progress(done, total))
+        result = self._call(lambda: self.client.stylize(image, styles, alpha=alpha, color=color,
+                                                        style_size=style_size, model=self.model, progress=relay,
+                                                        cancel=cancel))
         return result.array()
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
                        style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
-        # The worker stylises one image per request, without temporal state: frames are independent.
-        for frame in frames:
-            yield self.stylize(frame, styles, alpha=alpha, color=color, style_size=style_size, cancel=cancel)
+        # One request per frame; the worker keeps the sequence's smoothed content statistics between them, so the
+        # result equals the engine's stylize_frames in-process.
+        results = self.client.stylize_frames(frames, styles, temporal=temporal, alpha=alpha, color=color,
+                                             style_size=style_size, model=self.model, cancel=cancel)
+        try:
+            while True:
+                try:
+                    result = self._call(lambda: next(results))
+                except StopIteration:
+                    return
+                yield result.array()
+        finally:
+            results.close()  # the worker forgets the sequence
 
 
 def _load_package(name: str, directory: Path):

@@ -234,9 +234,6 @@ class StylizedRender:
         self.progress.message = "Starting the AdaIN engine…"
         yield
         backend = engine.get_backend(self.prefs)
-        if self.animation and not backend.supports_temporal:
-            self.progress.notes.append(("WARNING", "the engine worker has no temporal smoothing: frames are "
-                                        "stylised independently"))
         self._plan = colour.plan_for(scene, exact_display=scene.adain.exact_display)
         if self._plan.note:
             self.progress.notes.append(("WARNING", self._plan.note))

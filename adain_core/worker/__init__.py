@@ -22,14 +22,27 @@ Frames (:mod:`adain_core.worker.protocol`)
     ``b"ADN1"``, uint32 header length, uint64 payload length (big-endian), UTF-8 JSON header, raw payload.
     Requests carry ``"op"``, replies ``"type"``:
 
-    - ``hello {protocol, token}`` → ``hello {protocol, pid, python, engine_version}``
+    - ``hello {protocol, token}`` → ``hello {protocol, pid, python, engine_version, features}``; ``features`` lists
+      optional request fields the worker understands (``"sequence"``). A client that needs one replaces a running
+      worker without it once (an older engine's worker left running across an upgrade), then reports the engine as
+      too old (``error kind "Unsupported"``, raised by the client).
     - ``stylize {protocol, model, styles: [{path, weight}], alpha, color, style_size, tile,
-      image: {shape: [H, W, 3|4], dtype: "uint8"|"float32"}, mask?: {shape: [H, W], dtype}}`` + payload (image bytes,
-      then mask bytes) → any number of ``progress {stage, done, total}``, then ``result {image: {shape, dtype},
-      timings, cache}`` + payload, or ``error {kind, message}``, or ``cancelled``. Sending ``cancel`` (or closing the
+      image: {shape: [H, W, 3|4], dtype: "uint8"|"float32"}, mask?: {shape: [H, W], dtype},
+      sequence?: {id, temporal}}`` + payload (image bytes, then mask bytes) → any number of
+      ``progress {stage, done, total}``, then ``result {image: {shape, dtype}, timings, cache, sequence?: {id,
+      frames}}`` + payload, or ``error {kind, message}``, or ``cancelled``. Sending ``cancel`` (or closing the
       connection) while the job runs stops it at the engine's next cancel check. Jobs run one at a time; a waiting
       job is told ``progress {stage: "queued"}``.
-    - ``ping`` → ``pong``; ``stats`` → ``stats {models, cards, jobs_done}``; ``shutdown`` → ``bye`` and exit.
+    - ``sequence``: the image is the next frame of sequence ``id`` (a string of 1-200 characters the client picks);
+      its content statistics are smoothed with the sequence's previous frames by
+      :meth:`adain_core.Engine.stylize_frame` (``temporal`` in [0, 1)), so a sequence sent frame by frame equals
+      ``Engine.stylize_frames(frames, temporal=...)``. The worker keeps the state of the 16 most recently used ids
+      (only after a frame completes: a cancelled or failed frame leaves it unchanged); an id is forgotten by
+      ``end_sequence``, after the idle timeout without use, when a frame comes for another model, or when the worker
+      exits. ``frames`` in the result counts the frames chained so far (1 = no history, e.g. after a worker restart).
+    - ``end_sequence {id}`` → ``sequence_ended {existed}``.
+    - ``ping`` → ``pong``; ``stats`` → ``stats {models, cards, sequences, jobs_done}``; ``shutdown`` → ``bye`` and
+      exit.
 
 Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes through; where the optional mask is < 1
 the input shows through (a pixel-space blend).

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,9 @@ class StylizeResult:
     dtype: str
     timings: dict[str, float] = field(default_factory=dict)
     cache: dict[str, Any] = field(default_factory=dict)
+    #: for a frame of a sequence: ``{"id", "frames"}``, frames = how many frames the worker has chained so far
+    #: (1 after a worker restart: the smoothing then starts again at this frame).
+    sequence: dict[str, Any] = field(default_factory=dict)
 
     def array(self) -> Any:
         """The image as a numpy array (needs numpy)."""
@@ -238,7 +242,8 @@ class WorkerClient:
                 shape: Sequence[int] | None = None, dtype: str | None = None, alpha: float = 1.0,
                 color: str = "style", style_size: int = 512, tile: str | int = "auto", model: str | None = None,
                 mask: Any = None, mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
-                progress: ProgressCallback | None = None, cancel: CancelCallback | None = None) -> StylizeResult:
+                progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
+                sequence: tuple[str, float] | None = None) -> StylizeResult:
         """Stylise one image in the worker.
 
         Args:
@@ -251,6 +256,12 @@ class WorkerClient:
             mask: optional (H, W) uint8 or float32 in [0, 1]: where it is < 1 the input shows through (pixel space).
             progress: ``progress(done, total, stage)``; ``total == 0`` when a stage has no count.
             cancel: polled about every 0.1 s; when it returns True the job stops and :class:`WorkerCancelled` is raised.
+            sequence: ``(id, temporal)``: the image is the next frame of the sequence ``id`` (any string the caller
+                picks, e.g. a uuid), smoothed with the previous frames' content statistics as
+                :meth:`adain_core.Engine.stylize_frames` does with ``temporal``. The worker keeps the state of the
+                last :data:`~adain_core.worker.server.MAX_SEQUENCES` sequences used until :meth:`end_sequence`, the
+                idle timeout or a worker restart (a new or forgotten id starts without history). See
+                :meth:`stylize_frames`.
 
         Returns:
             :class:`StylizeResult` of the input's shape and dtype.
@@ -279,11 +290,54 @@ class WorkerClient:
             mask_view, mask_shape, mask_dtype = _buffer_of(mask, mask_shape, mask_dtype, "mask")
             header["mask"] = {"shape": list(mask_shape), "dtype": mask_dtype}
             payload.append(mask_view)
+        features: tuple[str, ...] = ()
+        if sequence is not None:
+            sequence_id, temporal = sequence
+            header["sequence"] = {"id": str(sequence_id), "temporal": float(temporal)}
+            features = ("sequence",)
         data = payload[0] if len(payload) == 1 else memoryview(b"".join(payload))
 
-        reply, result = self._with_restart(lambda sock: self._run_job(sock, header, data, progress, cancel))
+        reply, result = self._with_restart(lambda sock: self._run_job(sock, header, data, progress, cancel),
+                                           features=features)
         return StylizeResult(result, tuple(reply["image"]["shape"]), reply["image"]["dtype"],
-                             reply.get("timings", {}), reply.get("cache", {}))
+                             reply.get("timings", {}), reply.get("cache", {}), reply.get("sequence", {}))
+
+    def stylize_frames(self, frames: Iterable[Any], styles: str | os.PathLike[str] | Iterable[Any], *,
+                       temporal: float = 0.0, sequence_id: str | None = None,
+                       **options: Any) -> Iterator[StylizeResult]:
+        """Stylise frames one request each, smoothing content statistics across them as
+        :meth:`adain_core.Engine.stylize_frames` does (``temporal`` = S in [0, 1), 0 = independent frames).
+
+        Args:
+            frames: images as for :meth:`stylize` (all of one size for the smoothing to apply).
+            styles, options: as :meth:`stylize` (``progress`` and ``cancel`` apply per frame).
+            temporal: EMA factor of the content statistics.
+            sequence_id: the worker's key for this sequence (default: a fresh random id).
+
+        Yields:
+            A :class:`StylizeResult` per frame. The worker forgets the sequence when the generator ends or is closed.
+        """
+        if not 0.0 <= float(temporal) < 1.0:
+            raise ValueError(f"temporal smoothing must be in [0, 1), got {temporal}")
+        if float(temporal) == 0.0:  # nothing to carry between frames: plain requests work with any worker
+            for frame in frames:
+                yield self.stylize(frame, styles, **options)
+            return
+        sequence_id = sequence_id or uuid.uuid4().hex
+        try:
+            for frame in frames:
+                yield self.stylize(frame, styles, sequence=(sequence_id, float(temporal)), **options)
+        finally:
+            with contextlib.suppress(WorkerError):
+                self.end_sequence(sequence_id)
+
+    def end_sequence(self, sequence_id: str) -> bool:
+        """Make the running worker forget a frame sequence (never starts one). Returns whether it knew the id."""
+        try:
+            reply = self._simple_request({"op": "end_sequence", "id": str(sequence_id)}, start=False)
+        except (WorkerError, ProtocolError, OSError):
+            return False
+        return bool(reply.get("existed"))
 
     # ---------------------------------------------------------------- internals
     def _simple_request(self, header: dict[str, Any], *, start: bool = True) -> dict[str, Any]:
@@ -300,11 +354,11 @@ class WorkerClient:
                 return exchange(sock)
         return self._with_restart(exchange)
 
-    def _with_restart(self, exchange: Callable[[socket.socket], Any]) -> Any:
+    def _with_restart(self, exchange: Callable[[socket.socket], Any], features: Sequence[str] = ()) -> Any:
         """Run ``exchange`` on a fresh connection; if the worker dies meanwhile, restart it once and retry."""
         last: BaseException | None = None
         for attempt in range(2):
-            sock, _ = self._open(start=True)
+            sock, _ = self._open(start=True, features=features)
             try:
                 with sock:
                     return exchange(sock)
@@ -376,8 +430,13 @@ class WorkerClient:
             return None
         return message[0]
 
-    def _open(self, *, start: bool) -> tuple[socket.socket, dict[str, Any]]:
-        """Connect (starting the worker if allowed) and say hello. Returns the socket and the worker's hello."""
+    def _open(self, *, start: bool, features: Sequence[str] = ()) -> tuple[socket.socket, dict[str, Any]]:
+        """Connect (starting the worker if allowed) and say hello. Returns the socket and the worker's hello.
+
+        ``features``: protocol features the request needs; a running worker without them (one started by an
+        older engine before an upgrade) is replaced once.
+        """
+        replaced_for_features = False
         for _ in range(2):
             sock = self._connect()
             if sock is None and start:
@@ -397,6 +456,21 @@ class WorkerClient:
                     send_message(sock, {"op": "shutdown"})
                     recv_message(sock)
                 sock.close()
+                self._wait_gone(hello.get("pid"))
+                continue
+            missing = [name for name in features if name not in (hello.get("features") or ())]
+            if missing:
+                if replaced_for_features or not start:
+                    sock.close()
+                    raise EngineError("Unsupported", (
+                        f"the AdaIN engine in {self.python} (adain_core {hello.get('engine_version', '?')}) does not "
+                        f"support {', '.join(missing)} (frame sequences: temporal smoothing through the worker); "
+                        f"upgrade it (pip install -U adain-style-transfer) or set temporal smoothing to 0"))
+                with contextlib.suppress(OSError, ProtocolError):
+                    send_message(sock, {"op": "shutdown"})
+                    recv_message(sock)
+                sock.close()
+                replaced_for_features = True
                 self._wait_gone(hello.get("pid"))
                 continue
             self.worker_pid = hello.get("pid")

@@ -20,18 +20,25 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import protocol
 from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
 
-__all__ = ["WorkerServer", "main"]
+__all__ = ["WorkerServer", "main", "FEATURES", "MAX_SEQUENCES"]
 
 log = logging.getLogger("adain_core.worker")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
 _COLORS = ("style", "preserve", "luminance")
+#: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
+MAX_SEQUENCES = 16
+_MAX_SEQUENCE_ID = 200
+#: optional protocol features this worker understands, announced in its hello (clients needing one replace an older
+#: worker that lacks it).
+FEATURES = ("sequence",)
 
 
 class _RequestError(Exception):
@@ -58,6 +65,16 @@ class _LRU(OrderedDict):
         self.move_to_end(key)
         while len(self) > self.capacity:
             self.popitem(last=False)
+
+
+@dataclass
+class _Sequence:
+    """The temporal state of one frame sequence: the engine's running content statistics after its last frame."""
+
+    model_key: tuple[Any, ...]
+    state: Any  # adain_core.engine.FrameState
+    frames: int
+    last_used: float
 
 
 def _file_identity(path: str) -> tuple[str, int, int]:
@@ -118,6 +135,7 @@ class WorkerServer:
         self.device = device
         self.engines: _LRU = _LRU(2)
         self.cards: _LRU = _LRU(64)
+        self.sequences: _LRU = _LRU(MAX_SEQUENCES)
         self._hashes: dict[tuple[str, int, int], str] = {}
         self._compute = threading.Lock()
         self._state = threading.Lock()
@@ -239,6 +257,8 @@ class WorkerServer:
                     return
                 elif op == "stylize":
                     self._handle_stylize(conn, header, payload)
+                elif op == "end_sequence":
+                    send_message(conn, {"type": "sequence_ended", "existed": self._end_sequence(header.get("id"))})
                 elif op == "cancel":
                     continue  # arrived after its job ended
                 else:
@@ -255,11 +275,25 @@ class WorkerServer:
         import adain_core
 
         return {"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "python": sys.executable,
-                "engine_version": getattr(adain_core, "__version__", "unknown")}
+                "engine_version": getattr(adain_core, "__version__", "unknown"), "features": list(FEATURES)}
 
     def _stats(self) -> dict[str, Any]:
         return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines],
-                "cards": len(self.cards), "jobs_done": self.jobs_done}
+                "cards": len(self.cards), "sequences": len(self.sequences), "jobs_done": self.jobs_done}
+
+    # ---------------------------------------------------------------- frame sequences
+    def _sequence(self, sequence_id: str, model_key: tuple[Any, ...]) -> _Sequence | None:
+        """The live state of ``sequence_id``, or None: unknown, idle longer than the idle timeout, or another model."""
+        with self._state:
+            entry = self.sequences.lookup(sequence_id)
+        if entry is None:
+            return None
+        stale = self.idle_timeout > 0 and time.monotonic() - entry.last_used > self.idle_timeout
+        return None if stale or entry.model_key != model_key else entry
+
+    def _end_sequence(self, sequence_id: Any) -> bool:
+        with self._state:
+            return self.sequences.pop(sequence_id, None) is not None if isinstance(sequence_id, str) else False
 
     def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> None:
         job = _Job(conn)
@@ -298,7 +332,7 @@ class WorkerServer:
 
         started = time.perf_counter()
         request = _parse_stylize(header, len(payload))
-        image_spec, mask_spec = request["image"], request["mask"]
+        image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
         image_bytes = image_spec["nbytes"]
@@ -320,7 +354,7 @@ class WorkerServer:
             timings: dict[str, float] = {}
             job.check()
             t0 = time.perf_counter()
-            engine, model_hit = self._engine(request["model"], job)
+            engine, model_hit, model_key = self._engine(request["model"], job)
             timings["load_model"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             card, card_hits = self._card(engine, request, job)
@@ -333,10 +367,25 @@ class WorkerServer:
                 rgb /= 255.0
             job.progress("stylizing", 0, 1)
             t0 = time.perf_counter()
-            out = engine.stylize(rgb, card, alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                                 progress=lambda done, total: job.progress("stylizing", done, total),
-                                 cancel=job.poll_cancel)
+            options = dict(alpha=request["alpha"], color=request["color"], tile=request["tile"],
+                           progress=lambda done, total: job.progress("stylizing", done, total),
+                           cancel=job.poll_cancel)
+            if sequence is None:
+                out = engine.stylize(rgb, card, **options)
+            else:
+                previous = self._sequence(sequence["id"], model_key)
+                out, state = engine.stylize_frame(rgb, card, state=previous.state if previous else None,
+                                                  temporal=sequence["temporal"], **options)
             timings["stylize"] = time.perf_counter() - t0
+            sequence_reply = None
+            if sequence is not None:
+                # Kept only once the frame is done (still under the compute lock, so frames of one sequence sent
+                # at once are chained in order): a cancelled or failed frame leaves the sequence where it was.
+                job.check()
+                frames = previous.frames + 1 if previous else 1
+                with self._state:
+                    self.sequences.store(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
+                sequence_reply = {"id": sequence["id"], "frames": frames}
         finally:
             self._compute.release()
         job.check()
@@ -356,20 +405,22 @@ class WorkerServer:
         timings["total"] = time.perf_counter() - started
         reply = {"type": "result", "image": {"shape": list(out.shape), "dtype": str(out.dtype)},
                  "timings": timings, "cache": {"model": model_hit, "styles": card_hits}}
+        if sequence_reply is not None:
+            reply["sequence"] = sequence_reply
         return reply, memoryview(out).cast("B")
 
-    def _engine(self, model: str, job: _Job) -> tuple[Any, bool]:
+    def _engine(self, model: str, job: _Job) -> tuple[Any, bool, tuple[Any, ...]]:
         import adain_core
 
         key = _file_identity(model) if os.path.exists(model) else (model,)
         engine = self.engines.lookup(key)
         if engine is not None:
-            return engine, True
+            return engine, True, key
         job.progress("loading model")
         log.info("loading model %s", model)
         engine = adain_core.load(model, device=self.device)
         self.engines.store(key, engine)
-        return engine, False
+        return engine, False, key
 
     def _sha256(self, path: str) -> tuple[str, int]:
         try:
@@ -479,8 +530,19 @@ def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
     model = header.get("model") or os.environ.get("ADAIN_MODEL") or "default"
     if not isinstance(model, str):
         raise _RequestError(f"model must be a string, got {model!r}")
+    sequence = header.get("sequence")
+    if sequence is not None:
+        if not isinstance(sequence, dict):
+            raise _RequestError(f"sequence must be an object {{id, temporal}}, got {sequence!r}")
+        sequence_id, temporal = sequence.get("id"), sequence.get("temporal", 0.0)
+        if not isinstance(sequence_id, str) or not 0 < len(sequence_id) <= _MAX_SEQUENCE_ID:
+            raise _RequestError(f"sequence.id must be a string of 1 to {_MAX_SEQUENCE_ID} characters, "
+                                f"got {sequence_id!r}")
+        if not isinstance(temporal, (int, float)) or isinstance(temporal, bool) or not 0 <= temporal < 1:
+            raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {temporal!r}")
+        sequence = {"id": sequence_id, "temporal": float(temporal)}
     return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": number("alpha", 1.0), "color": color,
-            "tile": tile, "style_size": style_size, "model": model}
+            "tile": tile, "style_size": style_size, "model": model, "sequence": sequence}
 
 
 def main(argv: list[str] | None = None, *, ready: Callable[[WorkerServer], None] | None = None) -> int:

@@ -278,7 +278,8 @@ def scenario_no_engine(cfg: dict) -> dict:
 
 
 def scenario_legacy(cfg: dict) -> dict:
-    """Blender 4.x (scene.node_tree, Composite node) with the engine in a worker: a still and a 2-frame animation."""
+    """Blender 4.x (scene.node_tree, Composite node) with the engine in a worker: a still and a 3-frame animation
+    with temporal smoothing (the worker chains the frames as one sequence)."""
     out = cfg["out"]
     report = {"version": list(bpy.app.version), "install": install(cfg["zip"])}
     prefs().model = cfg["model"]
@@ -290,7 +291,13 @@ def scenario_legacy(cfg: dict) -> dict:
     report["still"] = stylize()
     report["packed"] = module("node").result_node(node).image.packed_file is not None
     scene.render.filepath = os.path.join(out, "anim_")
-    scene.frame_start, scene.frame_end = 1, 2
+    cube = bpy.data.objects["Cube"]
+    for frame, x in ((1, -1.0), (3, 1.0)):
+        cube.location.x = x
+        cube.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 1, 3
+    node.settings.temporal = cfg["temporal"]
+    render_plain(os.path.join(out, "plain_anim_"), animation=True)
     report["animation"] = stylize(animation=True)
     report["files"] = sorted(os.listdir(out))
     engine = module("engine")

@@ -182,8 +182,10 @@ def test_no_engine_reports_error_and_writes_nothing_then_worker_works(run_sessio
 
 
 def test_blender_4x_with_worker(run_session, bpy4_python, bpy_python, engine, style_path):
-    """Blender 4.5 LTS (``scene.node_tree``, Composite node, 4.x File Output and Switch), engine in the worker."""
-    report, out = run_session("legacy", python=bpy4_python, engine_python=bpy_python)
+    """Blender 4.5 LTS (``scene.node_tree``, Composite node, 4.x File Output and Switch), engine in the worker,
+    including an animation with temporal smoothing (frames chained as a worker sequence)."""
+    temporal = 0.5
+    report, out = run_session("legacy", python=bpy4_python, engine_python=bpy_python, temporal=temporal)
     assert report["version"][0] == 4
     assert report["install"]["result"] == ["FINISHED"] and report["install"]["node_registered"]
     assert report["tree_is_scene_node_tree"]
@@ -193,5 +195,14 @@ def test_blender_4x_with_worker(run_session, bpy4_python, bpy_python, engine, st
     expected = _reference(engine, style_path, out / "plain_.png")
     _assert_close(_rgb(out / "still_.png"), expected, "Blender 4.x still")
     assert report["animation"]["error"] is None, report["animation"]
-    assert {"anim_0001.png", "anim_0002.png"} <= set(report["files"])
-    _assert_close(_rgb(out / "anim_0001.png"), expected, "Blender 4.x frame 1")
+    frames = [f"anim_{n:04d}.png" for n in (1, 2, 3)]
+    assert set(frames) <= set(report["files"]), report["files"]
+    plain = [Image.open(out / f"plain_anim_{n:04d}.png") for n in (1, 2, 3)]
+    card = engine.encode_style(style_path, size=512)
+    smoothed = [np.asarray(img.convert("RGB"), dtype=np.float32)
+                for img in engine.stylize_frames(plain, card, temporal=temporal)]
+    for name, reference in zip(frames, smoothed):
+        _assert_close(_rgb(out / name), reference, f"Blender 4.x {name} (worker, temporal {temporal})")
+    # The smoothing really happened through the worker: the last frame differs from that frame stylised alone.
+    independent = np.asarray(engine.stylize(plain[2], card).convert("RGB"), dtype=np.float32)
+    assert np.abs(_rgb(out / frames[2]) - independent).max() > MAX_DIFF

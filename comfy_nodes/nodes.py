@@ -397,12 +397,6 @@ class AdaINStylize(io.ComfyNode):
         pixels = image_to_engine(image, "image")
         batch, _, height, width = pixels.shape
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
-        if masks is not None and masks.shape[0] > 1 and temporal > 0 and batch > 1:
-            # The engine smooths statistics over frames with one style layout for the whole sequence.
-            raise InputError(
-                "AdaIN Stylize: temporal smoothing needs one mask for all frames, got one per frame; "
-                "set temporal to 0 or use a single mask"
-            )
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
 
@@ -441,33 +435,23 @@ class AdaINStylize(io.ComfyNode):
 
     @staticmethod
     def _run(model, pixels: torch.Tensor, style_for, alpha: float, color: str, tile, temporal: float) -> torch.Tensor:
+        """Stylise frame by frame; with temporal > 0 each frame's content statistics are smoothed with the previous
+        frame's (the engine's ``stylize_frame`` state), so per-frame masks work with smoothing too."""
         batch = pixels.shape[0]
         progress = _Progress(batch)
         results = []
+        state = None
         try:
-            if temporal > 0 and batch > 1:
-                results = AdaINStylize._run_frames(model, pixels, style_for, alpha, color, tile, temporal, progress)
-            else:
-                for i in range(batch):
-                    _cancel()
-                    results.append(
-                        model.stylize(pixels[i : i + 1], style_for(i), alpha=alpha, color=color, tile=tile,
-                                      progress=progress.for_frame(i), cancel=_cancel).to("cpu")
-                    )
-                    progress.for_frame(i)(1, 1)
+            for i in range(batch):
+                _cancel()
+                out, state = model.stylize_frame(pixels[i : i + 1], style_for(i), state=state, temporal=temporal,
+                                                 alpha=alpha, color=color, tile=tile,
+                                                 progress=progress.for_frame(i), cancel=_cancel)
+                results.append(out.to("cpu"))
+                progress.for_frame(i)(1, 1)
         except adain_core.Cancelled:
             raise model_management.InterruptProcessingException() from None
         return torch.cat(results, dim=0)
-
-    @staticmethod
-    def _run_frames(model, pixels, style_for, alpha, color, tile, temporal, progress) -> list[torch.Tensor]:
-        batch = pixels.shape[0]
-        frames = (pixels[i : i + 1] for i in range(batch))
-        report = progress.for_frame(0)  # stylize_frames reports (frames done, total frames)
-        generator = model.stylize_frames(frames, style_for(0), temporal=temporal, alpha=alpha, color=color,
-                                         tile=tile, progress=lambda done, _total: report(done, 1), cancel=_cancel,
-                                         total=batch)
-        return [frame.to("cpu") for frame in generator]
 
 
 NODES: list[type[io.ComfyNode]] = [

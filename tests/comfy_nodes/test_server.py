@@ -275,8 +275,9 @@ def test_load_style_card_node(comfy, engine, tmp_path):
     assert_close(got, saved(engine.stylize(as_tensor(content), loaded, alpha=0.5, color="luminance", tile="off")))
 
 
-def test_per_frame_masks(comfy, engine):
-    """An animated RGBA image gives one mask per frame; each frame gets its own mask (temporal 0)."""
+@pytest.mark.parametrize("temporal", [0.0, 0.5])
+def test_per_frame_masks(comfy, engine, temporal):
+    """An animated RGBA image gives one mask per frame; each frame gets its own mask, with or without smoothing."""
     frames = [harness.with_painted_mask(harness.sample_content(32, 40, seed=30 + i)) for i in range(2)]
     frames[1][..., 3] = 255 - frames[1][..., 3]  # frame 2: the opposite region
     f_name = comfy.upload_image(unique("rgba_frames"), harness.apng_bytes(frames))
@@ -285,14 +286,17 @@ def test_per_frame_masks(comfy, engine):
     prompt["9"] = {"class_type": "LoadImage", "inputs": {"image": upload(comfy, "style_b", style_b)}}
     prompt["10"] = {"class_type": "AdaINStyleEncode", "inputs": {"model": ["3", 0], "style_image": ["9", 0],
                                                                  "style_size": 64}}
-    prompt["5"]["inputs"].update(mask=["1", 1], style_unmasked=["10", 0])
+    prompt["5"]["inputs"].update(mask=["1", 1], style_unmasked=["10", 0], temporal=temporal)
     got = comfy.output_images(comfy.run(prompt), "6")
 
     card_a, card_b = (engine.encode_style(as_tensor(s), size=64) for s in (style_a, style_b))
     expected = []
+    state = None
     for frame in frames:
         mask = 1.0 - torch.from_numpy(frame[..., 3].astype(np.float32) / 255.0)[None, None]
-        expected.append(engine.stylize(as_tensor(frame), [(card_a, mask), (card_b, 1.0 - mask)]))
+        out, state = engine.stylize_frame(as_tensor(frame), [(card_a, mask), (card_b, 1.0 - mask)], state=state,
+                                          temporal=temporal)
+        expected.append(out)
     assert_close(got, saved(torch.cat(expected)))
 
 

@@ -51,8 +51,8 @@ HED_ENCODER_ID = "vgg16-hed-bsds500"
 ORIGINAL_ENCODER_ID = "vgg19-normalised-original"
 ENCODERS: dict[str, str] = {HED_ENCODER_ID: "vgg16", ORIGINAL_ENCODER_ID: "vgg19"}
 
-# Release of the original AdaIN PyTorch port (naoto0804/pytorch-AdaIN, v0.0.0); sizes are those of the
-# published files. sha256 is checked when known; the layout is always checked after download.
+# Release of the original AdaIN PyTorch port (naoto0804/pytorch-AdaIN, v0.0.0). The release publishes no checksums:
+# the download is checked against its Content-Length and the tensors' layout is checked before anything is cached.
 ORIGINAL_BASE_URL = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
 ORIGINAL_FILES: dict[str, dict[str, object]] = {
     "vgg_normalised.pth": {"kind": "encoder"},

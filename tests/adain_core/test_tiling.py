@@ -1,0 +1,156 @@
+"""Tiled stylisation with global statistics (issue 4): tile planning, feathering, equivalence with the one-pass
+result, the seam metric, the memory pre-flight and the auto tile size under a small budget.
+
+Stated tolerances (max abs difference, output in [0, 1]), on images small enough for one pass:
+fp32 ≤ 1e-4 (measured ≈ 5e-6); bf16 ≤ 0.03 max and ≤ 1e-3 mean (measured ≈ 0.016 max, 1.3e-4 mean: bf16's
+8-bit mantissa rounds differently when a tile's convolutions see other neighbours).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import adain_core
+from adain_core import MemoryPreflightError, ValueRangeError
+from adain_core.images import pil_to_tensor
+from adain_core.tiling import (FEATHER, MARGIN, choose_tile_size, estimate_pass_bytes, feather_weights,
+                               plan_tiles)
+
+
+@pytest.mark.parametrize("h,w,tile", [(16, 16, 64), (256, 256, 128), (136, 520, 128), (1024, 64, 200)])
+def test_plan_tiles_cover_the_image_once(h: int, w: int, tile: int) -> None:
+    tiles = plan_tiles(h, w, tile)
+    cover = torch.zeros(h, w, dtype=torch.int32)
+    for t in tiles:
+        assert t.y0 % 8 == t.x0 % 8 == 0 and t.y1 - t.y0 <= tile // 8 * 8 and t.x1 - t.x0 <= tile // 8 * 8
+        assert t.cy0 == max(0, t.y0 - MARGIN) and t.cx1 == min(w, t.x1 + MARGIN)
+        cover[t.y0:t.y1, t.x0:t.x1] += 1
+    assert bool((cover == 1).all())
+
+
+def test_feather_weights_sum_to_one() -> None:
+    length, tiles = 384, plan_tiles(8, 384, 128)
+    total = torch.zeros(length)
+    for t in tiles:
+        lo, hi = max(0, t.x0 - FEATHER // 2), min(length, t.x1 + FEATHER // 2)
+        total[lo:hi] += feather_weights(t.x0, t.x1, lo, hi, length)
+    torch.testing.assert_close(total, torch.ones(length))
+
+
+def test_memory_estimates() -> None:
+    assert estimate_pass_bytes(512, 512, 1, "fp32") < estimate_pass_bytes(1024, 1024, 1, "fp32")
+    assert estimate_pass_bytes(512, 512, 2, "bf16") > estimate_pass_bytes(512, 512, 1, "bf16")
+    assert choose_tile_size(2**20, 1, "fp32") is None
+    small, large = choose_tile_size(2**29, 1, "fp32"), choose_tile_size(2**31, 1, "fp32")
+    assert small is not None and large is not None and 64 <= small < large and small % 64 == 0
+
+
+@pytest.fixture(scope="module")
+def square(make_image) -> torch.Tensor:
+    x, _ = pil_to_tensor(make_image(256, 256, seed=1))
+    return x
+
+
+@pytest.fixture(scope="module")
+def square_results(random_engine, card_a, square):
+    calls: list[tuple[int, int]] = []
+    tiled = random_engine.stylize(square, card_a, tile=128, progress=lambda d, t: calls.append((d, t)))
+    return random_engine.stylize(square, card_a, tile="off"), tiled, calls
+
+
+def test_tiled_equals_untiled_fp32(square_results) -> None:
+    untiled, tiled, calls = square_results
+    assert calls == [(i, 8) for i in range(1, 9)]  # 4 tiles: pass 1 (statistics) + pass 2 (decode)
+    assert float((tiled - untiled).abs().max()) <= 1e-4
+
+
+def test_tile_borders_are_invisible(square_results) -> None:
+    """Seam metric on the random model: the tiled output equals the one-pass output within 1e-4 in a band of ±16 px
+    around every tile border, and the mean gradient across the borders is not larger than across the same
+    rows/columns of the one-pass result (+1e-4)."""
+    untiled, tiled, _ = square_results
+    for b in (128,):  # core borders of the 2×2 tile grid
+        band = slice(b - 16, b + 16)
+        assert float((tiled[..., band, :] - untiled[..., band, :]).abs().max()) <= 1e-4
+        assert float((tiled[..., :, band] - untiled[..., :, band]).abs().max()) <= 1e-4
+        for out in (tiled,):
+            across_rows = float((out[..., b, :] - out[..., b - 1, :]).abs().mean())
+            across_cols = float((out[..., :, b] - out[..., :, b - 1]).abs().mean())
+            ref_rows = float((untiled[..., b, :] - untiled[..., b - 1, :]).abs().mean())
+            ref_cols = float((untiled[..., :, b] - untiled[..., :, b - 1]).abs().mean())
+            assert across_rows <= ref_rows + 1e-4 and across_cols <= ref_cols + 1e-4
+
+
+def _border_gradient_ratio(out: torch.Tensor, borders: list[int]) -> float:
+    """Mean |Δ| across the tile-border columns / median over all columns of the mean |Δ| across a column."""
+    per_col = (out[..., :, 1:] - out[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # index i: between i and i+1
+    at_borders = per_col[[b - 1 for b in borders]].mean()
+    return float(at_borders / per_col.median())
+
+
+@pytest.mark.real
+def test_seam_metric_with_trained_decoder(real_engine, make_image) -> None:
+    """With trained weights on a non-random picture: the mean gradient across tile borders is not larger than
+    elsewhere (≤ 1.5 × the median column; measured on the random model ≈ 1.0), and tiled == one pass."""
+    x, _ = pil_to_tensor(make_image(192, 384, seed=5))
+    card = real_engine.encode_style(make_image(128, 128, seed=6), size=128)
+    tiled = real_engine.stylize(x, card, tile=128)
+    untiled = real_engine.stylize(x, card, tile="off")
+    assert float((tiled - untiled).abs().max()) <= 1e-4
+    assert _border_gradient_ratio(tiled, [128, 256]) <= 1.5
+
+
+def test_seam_gradient_ratio_random_model(square_results) -> None:
+    _, tiled, _ = square_results
+    untiled = square_results[0]
+    assert _border_gradient_ratio(tiled, [128]) == pytest.approx(_border_gradient_ratio(untiled, [128]), abs=1e-3)
+
+
+def test_tiled_equals_untiled_bf16(random_model_path, card_a, make_image) -> None:
+    engine = adain_core.load(random_model_path, device="cpu", precision="bf16")
+    x, _ = pil_to_tensor(make_image(128, 384, seed=2))
+    d = (engine.stylize(x, card_a, tile=128) - engine.stylize(x, card_a, tile="off")).abs()
+    assert float(d.max()) <= 0.03 and float(d.mean()) <= 1e-3
+
+
+def test_tiled_masks_equal_untiled(random_engine, card_a, card_b, make_image) -> None:
+    x, _ = pil_to_tensor(make_image(128, 384, seed=3))
+    m = torch.zeros(128, 384)
+    m[:, :200] = 1
+    style = [(card_a, m), (card_b, 1 - m)]
+    d = (random_engine.stylize(x, style, tile=128) - random_engine.stylize(x, style, tile="off")).abs()
+    assert float(d.max()) <= 1e-4
+
+
+def test_preflight_refuses_and_suggests_tiling(random_engine, card_a) -> None:
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.raises(MemoryPreflightError, match=r"needs about .* GiB .* use tiling \(--tile auto") as info:
+        random_engine.stylize(x, card_a, tile="off", max_memory="64MB")
+    assert info.value.needed_bytes > info.value.budget_bytes == 64 * 2**20
+    # Even the smallest tile does not fit a 1 MB budget: a clear refusal, not a crash.
+    with pytest.raises(MemoryPreflightError):
+        random_engine.stylize(x, card_a, tile="auto", max_memory=2**20)
+
+
+def test_auto_tiles_under_a_small_budget(random_engine, card_a, make_image) -> None:
+    x, _ = pil_to_tensor(make_image(128, 1024, seed=4))
+    prec = random_engine.precision
+    canvas = 2 * 3 * 128 * 1024 * 4
+    budget = estimate_pass_bytes(128 + 2 * MARGIN, 128 + 2 * MARGIN, 1, prec) + canvas + 2**20
+    assert estimate_pass_bytes(128, 1024, 1, prec) > budget  # one pass would not fit
+    calls: list[tuple[int, int]] = []
+    tiled = random_engine.stylize(x, card_a, tile="auto", max_memory=budget, progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (16, 16)  # 8 tiles of 128 px, two passes
+    untiled = random_engine.stylize(x, card_a, tile="auto")  # default budget: free RAM → one pass
+    assert float((tiled - untiled).abs().max()) <= 1e-4
+
+
+def test_bad_tile_arguments(random_engine, card_a) -> None:
+    x = torch.rand(1, 3, 16, 16)
+    with pytest.raises(ValueRangeError, match="at least 64"):
+        random_engine.stylize(x, card_a, tile=32)
+    with pytest.raises(ValueRangeError, match="tile must be"):
+        random_engine.stylize(x, card_a, tile="huge")
+    with pytest.raises(ValueRangeError, match="memory size"):
+        random_engine.stylize(x, card_a, max_memory="lots")

@@ -18,14 +18,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here as well as in pyproject.toml so that running a single test folder never warns.
-    config.addinivalue_line("markers", "real: needs the real encoder and a trained decoder (ADAIN_REQUIRE_REAL=1 "
-                                       "turns the skip into a failure)")
-    config.addinivalue_line("markers", "network: needs the package registry")
-    config.addinivalue_line("markers", "slow: long-running test")
-
-
 def synthetic_image(height: int, width: int, seed: int = 0) -> Image.Image:
     """A deterministic RGB test picture: smooth colour gradients with a few flat shapes and a little texture.
 

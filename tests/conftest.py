@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import os
+
 import pytest
 from PIL import Image, ImageDraw
 
@@ -120,3 +122,17 @@ def eval_content_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def eval_style_paths(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Evaluation paintings (``../shared/data/eval/style``), or synthetic pictures when the data is absent."""
     return _eval_paths("style", tmp_path_factory, seed=200)
+
+
+@pytest.fixture(scope="session")
+def missing_host():
+    """``missing_host(reason)`` for a host application that is not set up: skip with the reason, or fail when
+    ``ADAIN_REQUIRE_HOSTS`` is set (CI), so that a broken host set-up can never pass as skipped tests."""
+
+    def handle(reason: str) -> None:
+        print(reason)
+        if os.environ.get("ADAIN_REQUIRE_HOSTS"):
+            pytest.fail(f"ADAIN_REQUIRE_HOSTS is set but {reason}")
+        pytest.skip(reason)
+
+    return handle

@@ -37,23 +37,19 @@ def _find_bpy_python(venv: str = "venv") -> tuple[str | None, str]:
 
 
 @pytest.fixture(scope="session")
-def bpy_python() -> str:
+def bpy_python(missing_host) -> str:
     python, info = _find_bpy_python()
     if python is None:
-        if os.environ.get("ADAIN_REQUIRE_HOSTS"):
-            pytest.fail(f"ADAIN_REQUIRE_HOSTS is set but {info}")
-        pytest.skip(info)
+        missing_host(info)
     return python
 
 
 @pytest.fixture(scope="session")
-def bpy4_python() -> str:
+def bpy4_python(missing_host) -> str:
     """Blender 4.x as a module (bpy 4.5 LTS, no torch: the engine runs in a worker)."""
     python, info = _find_bpy_python("bpy4-venv")
     if python is None:
-        if os.environ.get("ADAIN_REQUIRE_HOSTS"):
-            pytest.fail(f"ADAIN_REQUIRE_HOSTS is set but {info}")
-        pytest.skip(info)
+        missing_host(info)
     return python
 
 

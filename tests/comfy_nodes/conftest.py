@@ -3,7 +3,6 @@ repository as a custom node, random-weight models in its ``models/adain/`` and t
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -16,12 +15,10 @@ from comfy_harness import BROKEN_MODEL, EXTRA_MODEL, TEST_MODEL  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def comfy_env() -> harness.ComfyEnv:
+def comfy_env(missing_host) -> harness.ComfyEnv:
     env, reason = harness.find_env()
     if env is None:
-        if os.environ.get("ADAIN_REQUIRE_HOSTS"):
-            pytest.fail(f"ADAIN_REQUIRE_HOSTS is set but {reason}")
-        pytest.skip(reason)
+        missing_host(reason)
     return env
 
 

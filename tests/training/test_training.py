@@ -1,0 +1,220 @@
+"""Training package: data, sampler, loss, loop (loss decreases, bit-for-bit resume), DDP on gloo, evaluate metrics,
+export → engine round trip and the CLI. Tiny synthetic configurations; the real model is never trained here."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from training import cli
+from training.config import resolve_lambda
+from training.data import ImageSource, PairDataset, PairSampler, scan_images
+from training.evaluate import content_corr, feature_stats, psnr, stat_gap, style_gap_ratio
+from training.loop import Trainer, make_encoder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------------------------------- data
+def test_scan_is_recursive_and_skips_bad_images_with_one_warning_each(image_dirs, caplog):
+    content, style = image_dirs
+    with caplog.at_level(logging.WARNING, logger="adain.training"):
+        found_c = scan_images([content], min_side=32)
+        found_s = scan_images([style], min_side=32)
+    assert len(found_c) == 6 and any(p.parent.name == "nested" for p in found_c)
+    assert len(found_s) == 5
+    msgs = [r.getMessage() for r in caplog.records]
+    assert sum("corrupt.jpg" in m for m in msgs) == 1
+    assert sum("tiny.png" in m for m in msgs) == 1
+
+
+def test_corrupt_file_found_late_is_replaced_not_fatal(tmp_path, image_dirs, caplog):
+    content, _ = image_dirs
+    paths = scan_images([content], min_side=32)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(paths[0].read_bytes()[:60])  # valid header, truncated data
+    src = ImageSource([broken, *paths], resize=48, crop=32)
+    with caplog.at_level(logging.WARNING, logger="adain.training"):
+        a = src.get(0)
+        b = src.get(0)
+    assert a.shape[2] == 3 and min(a.shape[:2]) >= 32 and (a == b).all()
+    assert sum("broken.png" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_sampler_is_a_function_of_step_and_ranks_do_not_overlap():
+    full = PairSampler(7, 3, batch_size=4, seed=5)
+    it = iter(full)
+    first = [next(it) for _ in range(6)]
+    late = iter(PairSampler(7, 3, batch_size=4, seed=5, start_step=4))
+    assert next(late) == first[4] and next(late) == first[5]
+    seen = [idx for b in first[:7 // 4 + 1] for idx in b]
+    assert all(0 <= c < 7 and 0 <= s < 3 for c, s, _ in seen)
+    # two ranks of a world of 2 draw the even/odd global samples: together one epoch has each image once
+    r0, r1 = PairSampler(8, 8, 2, seed=1, rank=0, world_size=2), PairSampler(8, 8, 2, seed=1, rank=1, world_size=2)
+    drawn = [c for step in range(2) for sampler in (r0, r1) for c, _, _ in sampler.batch(step)]
+    assert sorted(drawn) == list(range(8))
+
+
+def test_dataset_crops_have_the_configured_size(image_dirs):
+    content, style = image_dirs
+    ds = PairDataset(ImageSource(scan_images([content], 32), 48, 32), ImageSource(scan_images([style], 32), 48, 32))
+    c, s = ds[(1, 2, 123)]
+    assert c.shape == s.shape == (3, 32, 32) and 0 <= float(c.min()) and float(c.max()) <= 1
+    assert torch.equal(ds[(1, 2, 123)][0], c)
+
+
+def test_lambda_presets():
+    assert resolve_lambda("paper") == 10.0 and resolve_lambda("faithful") < 10 < resolve_lambda("strong")
+    assert resolve_lambda("2.5") == 2.5
+    with pytest.raises(ValueError):
+        resolve_lambda("nope")
+
+
+# ----------------------------------------------------------------------------------------------------- loop
+def test_loss_goes_down_over_30_steps_on_a_fixed_batch(tiny_config):
+    trainer = Trainer(dataclasses.replace(tiny_config, style_weight=1.0))
+    content, style = next(iter(torch.utils.data.DataLoader(trainer.dataset, batch_sampler=PairSampler(
+        len(trainer.content), len(trainer.style), 2, seed=0))))
+    losses = [trainer.train_step(content, style)["loss"] for _ in range(30)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+
+
+def _decoder_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_killed_run_resumes_bit_for_bit(tiny_config, tmp_path):
+    tiny_config = dataclasses.replace(tiny_config, log_every=1)
+    straight = Trainer(dataclasses.replace(tiny_config, out_dir=str(tmp_path / "straight")))
+    straight.run()
+    ref = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
+
+    part = dataclasses.replace(tiny_config, out_dir=str(tmp_path / "split"), steps=3)
+    Trainer(part).run()
+    torch.manual_seed(999)  # a fresh process has other RNG state: resume must restore it
+    resumed = Trainer(dataclasses.replace(part, steps=6), resume=tmp_path / "split" / "checkpoint.pt")
+    summary = resumed.run()
+    got = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=True)
+    assert summary["step"] == got["step"] == ref["step"] == 6
+    assert _decoder_equal(got["decoder"], ref["decoder"])
+    assert torch.equal(got["rng"][0]["torch"], ref["rng"][0]["torch"])
+    log = [json.loads(x) for x in (tmp_path / "split" / "log.jsonl").read_text().splitlines()]
+    ref_log = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in log] == [r["loss"] for r in ref_log]
+
+
+def test_run_writes_log_curve_samples_and_stops_on_time(tiny_config, tmp_path):
+    cfg = dataclasses.replace(tiny_config, steps=4, sample_every=2, keep_every=2, warmup_steps=2)
+    Trainer(cfg).run()
+    out = Path(cfg.out_dir)
+    records = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert "pixel_l1" in records[0] and "style/relu1_1" in records[1]
+    assert (out / "loss_curve.png").stat().st_size > 0
+    assert (out / "samples" / "step_0000004.png").is_file()
+    assert (out / "checkpoint_0000002.pt").is_file()
+    stopped = Trainer(dataclasses.replace(cfg, out_dir=str(tmp_path / "stop"), max_minutes=1e-6, steps=100)).run()
+    assert stopped["step"] == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="gloo/torchrun test is for Linux/macOS")
+def test_ddp_on_gloo_two_processes(image_dirs, tmp_path):
+    content, style = image_dirs
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "training.cli", "train", "--content", str(content), "--style", str(style), "--out", str(out),
+           "--encoder", "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "3",
+           "--batch-size", "2", "--precision", "fp32", "--threads", "1", "--progress", "0", "--log-every", "1",
+           "--ckpt-every", "3", "--sample-every", "0", "--keep-every", "0", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 3 and state["world_size"] == 2 and len(state["rng"]) == 2
+    assert len((out / "log.jsonl").read_text().splitlines()) == 3  # only rank 0 logs
+
+
+# ----------------------------------------------------------------------------------------------------- metrics
+def test_metrics_sanity():
+    enc = make_encoder("random-vgg16")
+    g = torch.Generator().manual_seed(0)
+    content = torch.rand(1, 3, 32, 32, generator=g)
+    style = torch.rand(1, 3, 32, 32, generator=g) ** 3
+    taps = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    fc, fs = enc(content, taps), enc(style, taps)
+    sc, ss = feature_stats(fc), feature_stats(fs)
+    assert style_gap_ratio(sc, sc, ss) == pytest.approx(1.0)   # output = content: no more styled
+    assert style_gap_ratio(ss, sc, ss) == pytest.approx(0.0, abs=1e-9)   # output = style: statistics matched
+    assert stat_gap(sc, ss) > 0
+    assert content_corr(fc["relu4_1"], fc["relu4_1"]) == pytest.approx(1.0, abs=1e-3)
+    assert content_corr(fs["relu4_1"], fc["relu4_1"]) < 0.99
+    assert psnr(content, content) == float("inf") and 5 < psnr(content, style) < 15
+
+
+# ----------------------------------------------------------------------------------------------------- CLI, evaluate, export
+def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
+    import adain_core
+    from adain_core.testing import make_random_model
+
+    content, style = image_dirs
+    run = tmp_path / "run"
+    rc = cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run), "--encoder",
+                   "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "2",
+                   "--batch-size", "2", "--precision", "fp32", "--threads", "1", "--progress", "0",
+                   "--sample-every", "0", "--lambda", "strong"])
+    assert rc == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and state["config"]["style_weight"] == 30.0
+
+    # evaluate a checkpoint and a model file side by side on 2 × 2 tiny pairs
+    eval_c, eval_s = tmp_path / "ec", tmp_path / "es"
+    eval_c.mkdir(), eval_s.mkdir()
+    for i, p in enumerate(sorted(content.glob("c*.png"))[:2]):
+        (eval_c / p.name).write_bytes(p.read_bytes())
+    for p in sorted(style.glob("s*.jpg"))[:2]:
+        (eval_s / p.name).write_bytes(p.read_bytes())
+    random_model = make_random_model(tmp_path / "random.safetensors", seed=1)
+    rc = cli.main(["evaluate", "--model", f"ckpt={run / 'checkpoint.pt'}", "--model", str(random_model),
+                   "--content", str(eval_c), "--style", str(eval_s), "--size", "40", "--style-size", "40",
+                   "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu"])
+    assert rc == 0
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert set(results["models"]) == {"ckpt", "random"}
+    means = results["models"]["ckpt"]["means"]
+    assert len(results["models"]["ckpt"]["pairs"]) == 4
+    assert all(k in means for k in ("style_gap_ratio", "content_corr", "recon_psnr", "seconds_per_image"))
+    assert (tmp_path / "eval" / "sheet_ckpt.jpg").is_file()
+    assert "comparison" in capsys.readouterr().out
+
+    model_path = tmp_path / "exported.safetensors"
+    rc = cli.main(["export", str(run / "checkpoint.pt"), "--out", str(model_path), "--eval",
+                   str(tmp_path / "eval" / "results.json"), "--eval-name", "ckpt", "--name", "tiny"])
+    assert rc == 0
+    engine = adain_core.load(model_path, device="cpu", precision="fp32")
+    meta = engine.metadata
+    assert meta["steps"] == 2 and meta["style_weight"] == 30.0 and meta["name"] == "tiny"
+    assert meta["layer_weights_preset"] == "hed-std" and meta["layer_weights"]["relu4_1"] == 1 / 32
+    assert meta["images"] == {"content": 6, "style": 5} and len(meta["data_manifest_sha256"]) == 64
+    assert meta["eval"]["style_gap_ratio"] == pytest.approx(means["style_gap_ratio"])
+    assert "hardware_steps" in meta and "wall_time_hours" in meta
+    for k, v in state["decoder"].items():
+        assert torch.equal(engine.decoder.state_dict()[k].float(), v.half().float())
+    out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
+    assert out.shape == (1, 3, 24, 24)
+
+    # continue from the exported model (init-decoder) counts on from its steps when asked
+    run2 = tmp_path / "run2"
+    assert cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run2), "--encoder",
+                     "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "3",
+                     "--batch-size", "1", "--precision", "fp32", "--threads", "1", "--progress", "0",
+                     "--sample-every", "0", "--init-decoder", str(model_path), "--init-step", "2"]) == 0
+    assert torch.load(run2 / "checkpoint.pt", weights_only=True)["step"] == 3

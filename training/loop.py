@@ -1,0 +1,373 @@
+"""The training loop: data → frozen encoder → AdaIN → decoder → loss, with checkpoints, logs, samples and DDP.
+
+Run through ``adain-train train`` (one process) or ``torchrun --nproc_per_node N -m training.cli train`` (data
+parallel; the same code, the process group is set up from the torchrun environment).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adain_core.adain import adain, calc_mean_std
+from adain_core.networks import TAPS, Encoder, build_decoder, build_encoder
+from adain_core.store import ENCODERS, load_encoder
+
+from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
+from .losses import AdaINLoss, LossWeights
+from .report import plot_loss_curve, save_grid
+
+__all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
+
+log = logging.getLogger("adain.training")
+
+# A seeded random VGG16 encoder for tests and smoke runs (no download, no cache); never for real models.
+RANDOM_ENCODER_ID = "random-vgg16"
+
+
+def make_encoder(encoder_id: str) -> Encoder:
+    """The frozen encoder of ``encoder_id`` (from the engine's cache), or the seeded random test encoder."""
+    if encoder_id == RANDOM_ENCODER_ID:
+        enc = build_encoder("vgg16")
+        gen = torch.Generator().manual_seed(1234)
+        with torch.no_grad():
+            for m in enc.modules():
+                if isinstance(m, nn.Conv2d):
+                    fan_in = m.in_channels * 9
+                    m.weight.copy_(torch.randn(m.weight.shape, generator=gen) * math.sqrt(2.0 / fan_in))
+                    m.bias.zero_()
+            enc.layers[0].weight.mul_(1 / 64)  # Caffe input range is ±128: keep activations O(1)
+        return enc
+    return load_encoder(encoder_id)
+
+
+def hardware_name(device: torch.device) -> str:
+    """Short description of the compute device (GPU name, or the CPU model and core count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"CPU {cpu} ({torch.get_num_threads()} threads)"
+
+
+def _setup_distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", local_rank)
+    return dev
+
+
+def _pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype (None = fp32). ``auto``: bf16 on CUDA GPUs that have it else fp16; bf16 on CPUs with
+    AVX-512 bf16 / AMX, fp32 on other CPUs."""
+    if name == "fp32":
+        return None
+    if name in ("bf16", "fp16"):
+        return torch.bfloat16 if name == "bf16" else torch.float16
+    if name != "auto":
+        raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {name!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    cpu_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    cpu_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return torch.bfloat16 if (cpu_bf16 or cpu_amx) else None
+
+
+class Trainer:
+    """One training run (one process of a DDP group).
+
+    Args:
+        config: the settings.
+        resume: a checkpoint to continue from (decoder, optimiser, step, RNG states; bit-for-bit when it was
+            written by this trainer with the same settings).
+        init_decoder: start from these decoder weights (checkpoint, state dict or model file) at step 0
+            (or at ``init_step``) with a fresh optimiser.
+        encoder: use this encoder module instead of ``config.encoder_id`` (tests).
+    """
+
+    def __init__(self, config: TrainConfig, resume: str | Path | None = None,
+                 init_decoder: str | Path | None = None, init_step: int | None = None,
+                 encoder: Encoder | None = None) -> None:
+        self.cfg = cfg = config
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.rank, self.world, local_rank = _setup_distributed()
+        self.device = _pick_device(cfg.device, local_rank)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.amp_dtype = _pick_precision(cfg.precision, self.device)
+        self.out_dir = Path(cfg.out_dir)
+        self.is_main = self.rank == 0
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(cfg.seed + self.rank)
+        self.encoder = (encoder if encoder is not None else make_encoder(cfg.encoder_id)).to(self.device).eval()
+        self.encoder.requires_grad_(False)
+        arch = ENCODERS.get(cfg.encoder_id, "vgg16")
+        self.decoder = build_decoder(arch).to(self.device)
+        self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=cfg.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16
+                                           and self.device.type == "cuda")
+        layers, content_weight = cfg.loss_weights()
+        self.loss_fn = AdaINLoss(LossWeights(cfg.style_weight, layers, content_weight))
+
+        self.step = 0
+        self.wall_time = 0.0
+        self.hardware: dict[str, int] = {}
+        self.history_source: str | None = None
+        if resume is not None:
+            state = load_checkpoint(Path(resume))
+            self.decoder.load_state_dict(state["decoder"])
+            if "optimizer" in state:
+                self.optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+            self.step = int(state["step"])
+            self.wall_time = float(state.get("wall_time", 0.0))
+            self.hardware = dict(state.get("hardware", {}))
+            if "rng" in state:
+                set_rng_state(state["rng"][min(self.rank, len(state["rng"]) - 1)])
+            self.history_source = str(resume)
+        elif init_decoder is not None:
+            weights, info = load_decoder_state(Path(init_decoder))
+            self.decoder.load_state_dict({k: v.float() for k, v in weights.items()})
+            self.step = int(init_step if init_step is not None else 0)
+            self.history_source = str(init_decoder)
+        for group in self.optimizer.param_groups:
+            group.setdefault("initial_lr", cfg.lr)
+
+        self.model: nn.Module = self.decoder
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+
+        # data
+        self.content_paths = scan_images(cfg.content_dirs, cfg.min_side, cfg.max_per_dir, cfg.seed)
+        self.style_paths = scan_images(cfg.style_dirs, cfg.min_side, cfg.max_per_dir, cfg.seed)
+        self.manifest = manifest_hash(self.content_paths, self.style_paths)
+        cache = cfg.cache_images and cfg.num_workers == 0
+        self.content = ImageSource(self.content_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
+        self.style = ImageSource(self.style_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
+        self.dataset = PairDataset(self.content, self.style)
+        if self.is_main:
+            log.info("data: %d content, %d style images (manifest %s…)", len(self.content_paths),
+                     len(self.style_paths), self.manifest[:12])
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def lr_at(self, step: int) -> float:
+        return self.cfg.lr / (1.0 + self.cfg.lr_decay * step)
+
+    def train_step(self, content: Tensor, style: Tensor) -> dict[str, float]:
+        """One optimisation step on a batch; returns the loss terms as floats."""
+        cfg = self.cfg
+        warm = self.step < cfg.warmup_steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        content = content.to(self.device, non_blocking=True)
+        style = style.to(self.device, non_blocking=True)
+        style_taps = tuple(self.loss_fn.weights.layers)
+        with self._autocast():
+            with torch.no_grad():
+                fc = self.encoder(content, ("relu4_1",))["relu4_1"].float()
+                if warm:
+                    target, fs = fc, None
+                else:
+                    fs = {k: v.float() for k, v in self.encoder(style, TAPS).items()}
+                    s_mean, s_std = calc_mean_std(fs["relu4_1"])
+                    target = adain(fc, s_mean, s_std)
+            out = self.model(target)
+            fo = self.encoder(out, ("relu4_1",) if warm else tuple(dict.fromkeys(style_taps + ("relu4_1",))))
+        fo = {k: v.float() for k, v in fo.items()}
+        loss, parts = self.loss_fn(fo, target, fs)
+        if warm:
+            pixel = F.l1_loss(out.float(), content)
+            parts["pixel_l1"] = pixel.detach()
+            loss = loss + pixel
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        result = {"loss": float(loss.detach())}
+        result.update({k: float(v) for k, v in parts.items()})
+        return result
+
+    # ------------------------------------------------------------------ bookkeeping
+    def state(self) -> dict[str, Any]:
+        rngs: list[dict[str, Any]] = [rng_state()]
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            dist.all_gather_object(gathered, rngs[0])
+            rngs = gathered
+        return {
+            "decoder": self.decoder.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "step": self.step,
+            "rng": rngs,
+            "config": self.cfg.to_dict(),
+            "wall_time": self.wall_time,
+            "hardware": self.hardware,
+            "images": {"content": len(self.content_paths), "style": len(self.style_paths)},
+            "manifest_sha256": self.manifest,
+            "world_size": self.world,
+            "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype],
+        }
+
+    def save(self, keep: bool = False) -> Path | None:
+        state = self.state()  # collective under DDP: every rank takes part
+        if not self.is_main:
+            return None
+        path = save_checkpoint(self.out_dir / "checkpoint.pt", state)
+        if keep:
+            save_checkpoint(self.out_dir / f"checkpoint_{self.step:07d}.pt", state)
+        return path
+
+    def _fixed_samples(self, n: int = 4) -> tuple[Tensor, Tensor]:
+        from .data import to_tensor
+
+        k = self.cfg.crop
+        cs, ss = [], []
+        for i in range(n):
+            for src, acc in ((self.content, cs), (self.style, ss)):
+                a = src.get((i * 7919) % len(src))
+                y, x = (a.shape[0] - k) // 2, (a.shape[1] - k) // 2
+                acc.append(to_tensor(a[y:y + k, x:x + k]))
+        return torch.stack(cs), torch.stack(ss)
+
+    @torch.no_grad()
+    def write_samples(self) -> Path:
+        content, style = self._fixed_samples()
+        content, style = content.to(self.device), style.to(self.device)
+        self.decoder.eval()
+        with self._autocast():
+            fc = self.encoder(content, ("relu4_1",))["relu4_1"].float()
+            fs = self.encoder(style, ("relu4_1",))["relu4_1"].float()
+            out = self.decoder(adain(fc, *calc_mean_std(fs))).float().clamp(0, 1)
+        self.decoder.train()
+        rows = [torch.stack([c, s, o]) for c, s, o in zip(content.cpu(), style.cpu(), out.cpu())]
+        path = self.out_dir / "samples" / f"step_{self.step:07d}.png"
+        save_grid(rows, path)
+        plot_loss_curve(self.out_dir / "log.jsonl", self.out_dir / "loss_curve.png")
+        return path
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        """Train until ``config.steps`` (or ``max_minutes``, or SIGTERM/SIGINT), checkpointing on the way out."""
+        cfg = self.cfg
+        sampler = PairSampler(len(self.content), len(self.style), cfg.batch_size, cfg.seed, self.step,
+                              self.rank, self.world)
+        loader = iter(make_loader(self.dataset, sampler, cfg.num_workers))
+        stop = {"flag": False}
+
+        def _stop(signum: int, _frame: Any) -> None:
+            log.warning("signal %d: stopping after this step", signum)
+            stop["flag"] = True
+
+        old_handlers = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):  # not in the main thread
+                old_handlers[sig] = signal.signal(sig, _stop)
+        hw = hardware_name(self.device)
+        log_file = open(self.out_dir / "log.jsonl", "a") if self.is_main else None
+        bar = None
+        if self.is_main and cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, unit="step", dynamic_ncols=True,
+                       mininterval=1.0 if sys.stderr.isatty() else 60.0, file=sys.stderr)
+        start = time.monotonic()
+        deadline = start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else math.inf
+        last_t, last_step, acc = start, self.step, {}
+        start_step = self.step
+        try:
+            while self.step < cfg.steps:
+                t0 = time.monotonic()
+                content, style = next(loader)
+                parts = self.train_step(content, style)
+                now = time.monotonic()
+                self.wall_time += now - t0
+                self.hardware[hw] = self.hardware.get(hw, 0) + 1
+                for k, v in parts.items():
+                    acc[k] = acc.get(k, 0.0) + v
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts['loss']:.3g}", refresh=False)
+                if self.step % cfg.log_every == 0 and log_file is not None:
+                    n = self.step - last_step
+                    rec = {"step": self.step, **{k: v / n for k, v in acc.items()}, "lr": self.lr_at(self.step - 1),
+                           "sec_per_step": (now - last_t) / n, "wall_time": self.wall_time}
+                    log_file.write(json.dumps(rec) + "\n")
+                    log_file.flush()
+                    last_t, last_step, acc = now, self.step, {}
+                flag = torch.tensor(float(stop["flag"] or now > deadline))
+                if self.world > 1:
+                    dist.all_reduce(flag)  # every rank stops at the same step
+                keep = bool(cfg.keep_every) and self.step % cfg.keep_every == 0
+                if (keep or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)) and not flag:
+                    self.save(keep=keep)
+                if self.is_main and cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.write_samples()
+                if flag:
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            if log_file is not None:
+                log_file.close()
+            for sig, handler in old_handlers.items():
+                signal.signal(sig, handler)
+        self.save(keep=bool(cfg.keep_every) and self.step % cfg.keep_every == 0)
+        if self.is_main:
+            with contextlib.suppress(Exception):
+                plot_loss_curve(self.out_dir / "log.jsonl", self.out_dir / "loss_curve.png")
+        done = self.step - start_step
+        elapsed = time.monotonic() - start
+        return {"step": self.step, "steps_this_run": done, "seconds": elapsed,
+                "sec_per_step": elapsed / max(done, 1), "checkpoint": str(self.out_dir / "checkpoint.pt")}
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()

@@ -7,7 +7,7 @@ import torch
 from kornia.color import rgb_to_yuv, yuv_to_rgb
 from torch import Tensor
 
-__all__ = ["COLOR_MODES", "color_stats", "coral", "keep_chroma"]
+__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
 
 COLOR_MODES = ("style", "preserve", "luminance")
 
@@ -52,6 +52,34 @@ def coral(source: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
     transform = _sqrtm(target_cov.double(), False) @ _sqrtm(s_cov[0], True)
     out = transform @ flat + target_mean.double()[:, None]
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
+
+
+def match_colors(image: Tensor, reference: Tensor, max_pixels: int = 1 << 20) -> Tensor:
+    """Give each image the RGB mean and covariance of its reference image (CORAL applied to a result).
+
+    Args:
+        image: (B, 3, H, W) float in [0, 1], e.g. a stylised result.
+        reference: (B, 3, H', W') float in [0, 1], e.g. the content.
+        max_pixels: statistics are computed on an evenly strided subset of at most this many pixels per image
+            (exact for smaller images; keeps 8K images cheap).
+
+    Returns:
+        (B, 3, H, W) float32 in [0, 1].
+    """
+
+    def stats(x: Tensor) -> tuple[Tensor, Tensor]:
+        flat = x.reshape(x.shape[0], 3, -1)
+        step = max(1, flat.shape[2] // max_pixels)
+        return color_stats(flat[:, :, ::step].reshape(x.shape[0], 3, 1, -1))
+
+    i_mean, i_cov = stats(image)
+    r_mean, r_cov = stats(reference)
+    out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
+    for b in range(image.shape[0]):
+        transform = (_sqrtm(r_cov[b], False) @ _sqrtm(i_cov[b], True)).float()
+        shift = (r_mean[b] - transform.double() @ i_mean[b]).float()
+        out[b] = torch.einsum("ij,jhw->ihw", transform, image[b].float()) + shift[:, None, None]
+    return out.clamp(0, 1)
 
 
 def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:

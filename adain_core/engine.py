@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from .adain import adain, blend_alpha, calc_mean_std, masked_mean_std
 from .cards import StyleCard
-from .color import COLOR_MODES, color_stats, coral, keep_chroma
+from .color import COLOR_MODES, color_stats, coral, keep_chroma, match_colors
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision
 from .errors import (CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError)
 from .images import Batch, ImageLike, load_image, pil_to_tensor, to_batch
@@ -380,7 +380,7 @@ class Engine:
             out = self._finish(out, job.pixels, job.color)[:, :, :h, :w].cpu()
             if progress is not None:
                 progress(1, 1)
-            return out
+            return self._keep_colors(out, job)
         b, _, hp, wp = job.pixels.shape
         canvas = torch.zeros(b, 3, hp, wp)
         n = len(job.tiles)
@@ -400,7 +400,16 @@ class Engine:
             del f, out, piece
             if progress is not None:
                 progress(n + i + 1, 2 * n)
-        return canvas[:, :, :h, :w].clamp(0, 1)
+        return self._keep_colors(canvas[:, :, :h, :w].clamp(0, 1), job)
+
+    @staticmethod
+    def _keep_colors(out: Tensor, job: _Job) -> Tensor:
+        """``preserve`` mode, second half: the decoder can still shift colours, so the result is given the content's
+        RGB mean and covariance (the style was already recoloured to them before encoding)."""
+        if job.color != "preserve":
+            return out
+        h, w = job.size
+        return match_colors(out, job.pixels[:, :, :h, :w].cpu())
 
 
 def _check_cancel(cancel: CancelHook | None) -> None:

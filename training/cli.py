@@ -69,7 +69,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     start = p.add_mutually_exclusive_group()
     start.add_argument("--resume", help="continue from a checkpoint (its settings are the defaults)")
     start.add_argument("--init-decoder", help="start from these decoder weights (checkpoint / .pt / .safetensors)")
-    p.add_argument("--init-step", type=int, help="with --init-decoder: the step to start counting at")
+    p.add_argument("--init-step", type=int, help="with --init-decoder: the step to start counting at (default: the steps recorded in it)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -114,8 +114,8 @@ class Trainer:
         config: the settings.
         resume: a checkpoint to continue from (decoder, optimiser, step, RNG states; bit-for-bit when it was
             written by this trainer with the same settings).
-        init_decoder: start from these decoder weights (checkpoint, state dict or model file) at step 0
-            (or at ``init_step``) with a fresh optimiser.
+        init_decoder: start from these decoder weights (checkpoint, state dict or model file) with a fresh
+            optimiser, at ``init_step`` (default: the step recorded with the weights, else 0).
         encoder: use this encoder module instead of ``config.encoder_id`` (tests).
     """
 
@@ -166,7 +166,8 @@ class Trainer:
         elif init_decoder is not None:
             weights, info = load_decoder_state(Path(init_decoder))
             self.decoder.load_state_dict({k: v.float() for k, v in weights.items()})
-            self.step = int(init_step if init_step is not None else 0)
+            # count on from the steps the weights already had (a model file's metadata), unless told otherwise
+            self.step = int(init_step if init_step is not None else info.get("step") or 0)
             self.history_source = str(init_decoder)
         for group in self.optimizer.param_groups:
             group.setdefault("initial_lr", cfg.lr)

@@ -77,15 +77,25 @@ def plot_loss_curve(log_path: Path, out_path: Path, smooth: int = 20) -> Path | 
     import matplotlib.pyplot as plt
 
     steps = np.array([r["step"] for r in records])
+    # smooth the warm-up and the AdaIN phase separately: a window across the switch would invent a ramp
+    phase = np.array(["pixel_l1" in r for r in records])
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=100)
+    colors = {"loss": "C0", "content": "C1", "style": "C2"}
     for key, label in (("loss", "total"), ("content", "content"), ("style", "style (before λ)")):
         vals = np.array([r.get(key, np.nan) for r in records], dtype=float)
-        if np.all(np.isnan(vals)):
-            continue
-        k = max(1, min(smooth, len(vals) // 5 or 1))
-        kernel = np.ones(k) / k
-        sm = np.convolve(np.nan_to_num(vals), kernel, mode="valid")
-        ax.plot(steps[k - 1:], sm, label=label, lw=1.2)
+        first = True
+        for in_warmup in (True, False):
+            sel = (phase == in_warmup) & np.isfinite(vals) & (vals > 0)
+            if not sel.any():
+                continue
+            v = vals[sel]
+            k = max(1, min(smooth, len(v) // 5 or 1))
+            cum = np.cumsum(np.insert(v, 0, 0.0))
+            idx = np.arange(1, len(v) + 1)
+            lo = np.maximum(0, idx - k)
+            sm = (cum[idx] - cum[lo]) / (idx - lo)  # trailing moving average, shorter at the start
+            ax.plot(steps[sel], sm, color=colors[key], lw=1.2, label=label if first else None)
+            first = False
     warm = [r["step"] for r in records if "pixel_l1" in r]
     if warm:
         ax.axvline(max(warm), color="grey", ls=":", lw=1, label="end of warm-up")

@@ -211,10 +211,11 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
     assert out.shape == (1, 3, 24, 24)
 
-    # continue from the exported model (init-decoder) counts on from its steps when asked
+    # continuing from the exported model (--init-decoder) counts on from the steps in its metadata
     run2 = tmp_path / "run2"
     assert cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run2), "--encoder",
                      "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "3",
                      "--batch-size", "1", "--precision", "fp32", "--threads", "1", "--progress", "0",
-                     "--sample-every", "0", "--init-decoder", str(model_path), "--init-step", "2"]) == 0
-    assert torch.load(run2 / "checkpoint.pt", weights_only=True)["step"] == 3
+                     "--sample-every", "0", "--init-decoder", str(model_path)]) == 0
+    state2 = torch.load(run2 / "checkpoint.pt", weights_only=True)
+    assert state2["step"] == 3 and sum(state2["hardware"].values()) == 1  # one step: 2 → 3

@@ -268,11 +268,4 @@ class WM_OT_adain_style_remove(bpy.types.Operator):
 _CLASSES = (NODE_OT_adain_render, IMAGE_OT_adain_stylize, WM_OT_adain_style_add, WM_OT_adain_style_remove)
 
 
-def register() -> None:
-    for cls in _CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(_CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(_CLASSES)

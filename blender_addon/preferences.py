@@ -77,11 +77,4 @@ class PREFERENCES_OT_adain_check_engine(bpy.types.Operator):
 _CLASSES = (AdaINPreferences, PREFERENCES_OT_adain_check_engine)
 
 
-def register() -> None:
-    for cls in _CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(_CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(_CLASSES)

@@ -48,7 +48,7 @@ Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes throu
 the input shows through (a pixel-space blend).
 """
 
-from . import config, protocol
+from . import client, config, protocol
 from .client import (
     EngineError,
     StylizeResult,
@@ -60,15 +60,4 @@ from .client import (
     resolve_engine_python,
 )
 
-__all__ = [
-    "WorkerClient",
-    "StylizeResult",
-    "WorkerError",
-    "WorkerUnavailable",
-    "WorkerCrashed",
-    "WorkerCancelled",
-    "EngineError",
-    "resolve_engine_python",
-    "config",
-    "protocol",
-]
+__all__ = [*client.__all__, "config", "protocol"]

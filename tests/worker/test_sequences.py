@@ -24,13 +24,6 @@ TEMPORAL = 0.6
 ATOL = 2e-3
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path):
-    for name in ("ADAIN_PYTHON", "ADAIN_MODEL", "ADAIN_WORKER_DIR", "ADAIN_WORKER_TRANSPORT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ADAIN_CONFIG", str(tmp_path / "no-config.json"))
-
-
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from PIL import Image

@@ -26,13 +26,6 @@ STYLE_SIZE = 64
 MAX_LEVELS = 2
 
 
-@pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch, tmp_path):
-    for name in ("ADAIN_PYTHON", "ADAIN_MODEL", "ADAIN_WORKER_DIR", "ADAIN_WORKER_TRANSPORT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("ADAIN_CONFIG", str(tmp_path / "no-config.json"))
-
-
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from adain_core.testing import make_random_model

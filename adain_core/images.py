@@ -15,6 +15,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from .files import publish
 from .errors import ImageLoadError, ShapeError, ValueRangeError
 
 __all__ = ["ImageLike", "Batch", "load_image", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
@@ -207,7 +208,7 @@ def save_image(img: Image.Image, path: str | Path, overwrite: bool = False) -> P
     os.close(fd)
     try:
         img.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-        os.replace(tmp, p)
+        publish(tmp, p)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from .files import publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
 from .networks import Encoder, build_decoder, build_encoder
@@ -89,7 +90,7 @@ def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: di
     os.close(fd)
     try:
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

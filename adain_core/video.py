@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import publish
 from .errors import ImageLoadError
 from .images import IMAGE_SUFFIXES, load_image
 
@@ -92,7 +93,7 @@ class VideoWriter:
         """Finish the file and move it into place."""
         if self._writer is not None:
             self._writer.close()
-        os.replace(self._tmp, self.path)
+        publish(self._tmp, self.path)
         return self.path
 
     def abort(self) -> None:

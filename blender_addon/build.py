@@ -15,7 +15,7 @@ ADDON_DIR = Path(__file__).resolve().parent
 _REPO = ADDON_DIR.parent
 # The client side of adain_core.worker: standard library only (server.py and __main__.py need torch).
 WORKER_CLIENT_FILES = ("__init__.py", "client.py", "config.py", "protocol.py")
-_EXCLUDED = {"build.py", "README_SECTION.md"}
+_EXCLUDED = {"build.py"}
 
 
 def _manifest_version() -> str:

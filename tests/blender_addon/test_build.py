@@ -32,7 +32,7 @@ def test_zip_layout_and_manifest(tmp_path):
         manifest = tomllib.loads(archive.read("blender_manifest.toml").decode())
     assert {"__init__.py", "blender_manifest.toml", "node.py", "pipeline.py", "adain_worker/client.py",
             "adain_worker/protocol.py", "adain_worker/config.py", "adain_worker/__init__.py"} <= names
-    assert not any(name.endswith((".pyc", "build.py", "README_SECTION.md")) or "__pycache__" in name
+    assert not any(name.endswith((".pyc", "build.py")) or "__pycache__" in name
                    or "server" in name for name in names)
     assert manifest["id"] == "adain_style_transfer" and manifest["type"] == "add-on"
     assert manifest["blender_version_min"] == "4.2.0"

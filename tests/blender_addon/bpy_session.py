@@ -29,6 +29,16 @@ def module(name: str):
     return sys.modules[f"{PKG}.{name}"]
 
 
+def _with_backend(report: dict) -> dict:
+    """Record which engine backend ran and shut its worker down, if it used one."""
+    engine = module("engine")
+    backend = next(iter(engine._backends.values()), None)
+    report["backend"] = type(backend).__name__
+    if backend is not None and hasattr(backend, "client"):
+        report["worker_shutdown"] = backend.client.shutdown()
+    return report
+
+
 def prefs():
     return bpy.context.preferences.addons[PKG].preferences
 
@@ -269,12 +279,7 @@ def scenario_no_engine(cfg: dict) -> dict:
     prefs().engine_python = cfg["engine_python"]
     render_plain(os.path.join(out, "plain_"))
     report["worker"] = stylize()
-    engine = module("engine")
-    backend = next(iter(engine._backends.values()), None)
-    report["backend"] = type(backend).__name__
-    if backend is not None and hasattr(backend, "client"):
-        report["worker_shutdown"] = backend.client.shutdown()
-    return report
+    return _with_backend(report)
 
 
 def scenario_legacy(cfg: dict) -> dict:
@@ -300,12 +305,7 @@ def scenario_legacy(cfg: dict) -> dict:
     render_plain(os.path.join(out, "plain_anim_"), animation=True)
     report["animation"] = stylize(animation=True)
     report["files"] = sorted(os.listdir(out))
-    engine = module("engine")
-    backend = next(iter(engine._backends.values()), None)
-    report["backend"] = type(backend).__name__
-    if backend is not None and hasattr(backend, "client"):
-        report["worker_shutdown"] = backend.client.shutdown()
-    return report
+    return _with_backend(report)
 
 
 def main() -> None:
@@ -322,3 +322,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+

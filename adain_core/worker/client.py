@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, protocol
-from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
+from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, peer_uid, recv_message, send_message
 
 __all__ = [
     "WorkerClient",
@@ -38,6 +38,7 @@ __all__ = [
     "WorkerUnavailable",
     "WorkerCrashed",
     "WorkerCancelled",
+    "WorkerTimeout",
     "EngineError",
     "resolve_engine_python",
 ]
@@ -63,6 +64,20 @@ class WorkerCrashed(WorkerError):
 
 class WorkerCancelled(WorkerError):
     """The job was cancelled through the ``cancel`` callback."""
+
+
+class WorkerTimeout(WorkerError):
+    """The worker sent nothing (no progress either) for longer than the client's timeout: it is hung or stopped."""
+
+
+#: seconds a request may go without any message from the worker (``$ADAIN_WORKER_TIMEOUT`` overrides).
+DEFAULT_TIMEOUT = 300.0
+#: the worker answers hello from a connection thread even while a job runs, so this can be short.
+_HANDSHAKE_TIMEOUT = 30.0
+#: Starts the worker with no working-directory entry on the import path (``python -m`` would put the current folder
+#: first, so a module planted there would run): the folder is dropped before anything of the engine is imported.
+_BOOTSTRAP = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+              "from adain_core.worker.server import main; sys.exit(main())")
 
 
 class EngineError(WorkerError):
@@ -180,11 +195,13 @@ class WorkerClient:
         start_timeout: seconds to wait for a new worker to accept connections (it imports torch first).
         env: extra environment for a worker this client starts. ``PYTHONHOME``/``PYTHONPATH`` of the host are
             never passed on (they belong to the host's Python, e.g. GIMP's); give ``PYTHONPATH`` here if needed.
+        timeout: seconds a request may go without any message from the worker (progress counts) before
+            :class:`WorkerTimeout` is raised (default ``$ADAIN_WORKER_TIMEOUT`` or 300).
     """
 
     def __init__(self, python: str | os.PathLike[str] | None = None, *, directory: str | os.PathLike[str] | None = None,
                  idle_timeout: float | None = None, start_timeout: float = 180.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, timeout: float | None = None) -> None:
         self.python = resolve_engine_python(python)
         try:
             self.directory = protocol.runtime_dir(directory)
@@ -193,6 +210,15 @@ class WorkerClient:
         self.name = protocol.endpoint_name(self.python)
         self.idle_timeout = idle_timeout
         self.start_timeout = start_timeout
+        if timeout is None:
+            try:
+                timeout = float(os.environ.get("ADAIN_WORKER_TIMEOUT") or DEFAULT_TIMEOUT)
+            except ValueError:
+                raise WorkerUnavailable(f"ADAIN_WORKER_TIMEOUT must be a number of seconds, "
+                                        f"got {os.environ['ADAIN_WORKER_TIMEOUT']!r}") from None
+        if not 0 < timeout < float("inf"):
+            raise WorkerUnavailable(f"the worker timeout must be a positive number of seconds, got {timeout}")
+        self.timeout = float(timeout)
         self.env = dict(env or {})
         self.worker_pid: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -343,7 +369,7 @@ class WorkerClient:
     def _simple_request(self, header: dict[str, Any], *, start: bool = True) -> dict[str, Any]:
         def exchange(sock: socket.socket) -> dict[str, Any]:
             send_message(sock, header)
-            message = recv_message(sock)
+            message = recv_message(sock, timeout=self.timeout)
             if message is None:
                 raise ProtocolError("the worker closed the connection")
             return message[0]
@@ -362,6 +388,8 @@ class WorkerClient:
             try:
                 with sock:
                     return exchange(sock)
+            except ProtocolTimeout as exc:  # a hung worker: retrying would only wait as long again
+                raise self._hung(exc) from None
             except (ProtocolError, ConnectionError, OSError) as exc:
                 last = exc
                 self._reap()
@@ -370,10 +398,18 @@ class WorkerClient:
             + self._log_tail(" Last log line: ")
         )
 
+    def _hung(self, exc: BaseException) -> WorkerTimeout:
+        pid = self.worker_pid
+        return WorkerTimeout(
+            f"the AdaIN engine worker{f' (pid {pid})' if pid else ''} sent nothing for {self.timeout:g} s and looks "
+            f"hung; see its log {self.log_path} (stop it with `kill {pid or 'PID'}`; raise ADAIN_WORKER_TIMEOUT for "
+            f"very large jobs)")
+
     def _run_job(self, sock: socket.socket, header: dict[str, Any], data: memoryview,
                  progress: ProgressCallback | None, cancel: CancelCallback | None) -> tuple[dict[str, Any], bytearray]:
         send_message(sock, header, data)
         cancel_sent_at: float | None = None
+        last_message = time.monotonic()
         while True:
             if cancel is not None and cancel_sent_at is None and cancel():
                 send_message(sock, {"op": "cancel"})
@@ -383,8 +419,11 @@ class WorkerClient:
                 if not readable:
                     if cancel_sent_at is not None and time.monotonic() - cancel_sent_at > 10:
                         raise WorkerCancelled("cancelled (the worker did not confirm within 10 s)")
+                    if time.monotonic() - last_message > self.timeout:
+                        raise ProtocolTimeout(f"no message for {self.timeout:g} s")
                     continue
-            message = recv_message(sock)
+            message = recv_message(sock, timeout=self.timeout)
+            last_message = time.monotonic()
             if message is None:
                 raise ProtocolError("the worker closed the connection during the job")
             reply, payload = message
@@ -411,10 +450,15 @@ class WorkerClient:
                 except OSError:
                     sock.close()
                     return None
+                uid = peer_uid(sock)
+                if uid is not None and uid != os.getuid():  # a socket another user put there: never talk to it
+                    sock.close()
+                    return None
+                sock.settimeout(self.timeout)  # bounds every send; reads set their own deadlines
                 return sock
             address = json.loads((self.directory / f"{self.name}.json").read_text(encoding="utf-8"))
             sock = socket.create_connection(("127.0.0.1", int(address["port"])), timeout=5)
-            sock.settimeout(None)
+            sock.settimeout(self.timeout)
             self._token = str(address["token"])
             return sock
         except (OSError, ValueError, KeyError):
@@ -423,7 +467,10 @@ class WorkerClient:
     def _handshake(self, sock: socket.socket) -> dict[str, Any] | None:
         try:
             send_message(sock, {"op": "hello", "protocol": PROTOCOL_VERSION, "token": self._token})
-            message = recv_message(sock)
+            message = recv_message(sock, timeout=min(self.timeout, _HANDSHAKE_TIMEOUT))
+        except ProtocolTimeout as exc:
+            sock.close()
+            raise self._hung(exc) from None
         except (OSError, ProtocolError):
             return None
         if message is None or message[0].get("type") != "hello":
@@ -454,7 +501,7 @@ class WorkerClient:
                 # A worker left over from another engine version: replace it.
                 with contextlib.suppress(OSError, ProtocolError):
                     send_message(sock, {"op": "shutdown"})
-                    recv_message(sock)
+                    recv_message(sock, timeout=_HANDSHAKE_TIMEOUT)
                 sock.close()
                 self._wait_gone(hello.get("pid"))
                 continue
@@ -468,7 +515,7 @@ class WorkerClient:
                         f"upgrade it (pip install -U adain-style-transfer) or set temporal smoothing to 0"))
                 with contextlib.suppress(OSError, ProtocolError):
                     send_message(sock, {"op": "shutdown"})
-                    recv_message(sock)
+                    recv_message(sock, timeout=_HANDSHAKE_TIMEOUT)
                 sock.close()
                 replaced_for_features = True
                 self._wait_gone(hello.get("pid"))
@@ -489,8 +536,7 @@ class WorkerClient:
             self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
             env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
             env.update(self.env)
-            command = [self.python, "-m", "adain_core.worker", "--directory", str(self.directory),
-                       "--name", self.name]
+            command = [self.python, "-c", _BOOTSTRAP, "--directory", str(self.directory), "--name", self.name]
             if self.idle_timeout is not None:
                 command += ["--idle-timeout", str(self.idle_timeout)]
             kwargs: dict[str, Any] = {}
@@ -501,8 +547,9 @@ class WorkerClient:
                 kwargs["start_new_session"] = True  # survives the host's plug-in process and its signals
             with open(self.log_path, "ab") as log_file:
                 try:
+                    # cwd: the file-system root, never a folder others (or the runtime folder's past) could fill.
                     self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log_file,
-                                                     stderr=log_file, cwd=str(self.directory), env=env, **kwargs)
+                                                     stderr=log_file, cwd=os.path.abspath(os.sep), env=env, **kwargs)
                 except OSError as exc:
                     raise WorkerUnavailable(f"cannot run the engine Python {self.python} ({exc}): {_INSTALL_HINT}")
             deadline = time.monotonic() + self.start_timeout

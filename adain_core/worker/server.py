@@ -7,13 +7,17 @@ an idle timeout. Runs in the engine's Python (torch, numpy); jobs run one at a t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import select
 import socket
+import stat
 import sys
 import threading
 import time
@@ -25,13 +29,24 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol
-from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
+from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
+                       recv_header, recv_message, recv_payload, send_message)
 
 __all__ = ["WorkerServer", "main", "FEATURES", "MAX_SEQUENCES"]
 
 log = logging.getLogger("adain_core.worker")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
+#: seconds a connection may sit between frames before the worker closes it (``--connection-timeout``).
+DEFAULT_CONNECTION_TIMEOUT = 60.0
+#: seconds any single wait for data inside a frame may take (``--read-timeout``).
+DEFAULT_READ_TIMEOUT = 30.0
+#: connections served at once; more are answered ``Busy`` and closed.
+MAX_CONNECTIONS = 32
+#: style files (images or cards) larger than this are refused before they are read.
+MAX_STYLE_FILE = 1 << 30
+#: seconds a client has to finish a frame it started sending while its job runs (a stray byte cancels the job).
+_CANCEL_FRAME_TIMEOUT = 1.0
 _COLORS = ("style", "preserve", "luminance")
 #: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
 MAX_SEQUENCES = 16
@@ -43,6 +58,19 @@ FEATURES = ("sequence",)
 
 class _RequestError(Exception):
     """A malformed request: reported to the client as ``kind = "BadRequest"``."""
+
+
+def _default_memory_budget() -> int:
+    """Bytes of request payloads held at once: ``$ADAIN_WORKER_MAX_MEMORY``, else half the physical memory."""
+    env = os.environ.get("ADAIN_WORKER_MAX_MEMORY")
+    if env:
+        from adain_core.device import parse_size
+
+        return int(parse_size(env))
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
 
 
 class _ClientGone(Exception):
@@ -99,7 +127,9 @@ class _Job:
                 if not self.conn.recv(1, socket.MSG_PEEK):
                     self.cancelled = True  # client closed: nobody wants the result
                 else:
-                    message = recv_message(self.conn)
+                    # Whatever arrives mid-job must be a whole cancel frame, promptly: anything else (a stray
+                    # byte, a half frame) cancels the job instead of blocking it with the compute lock held.
+                    message = recv_message(self.conn, timeout=_CANCEL_FRAME_TIMEOUT, max_payload=0)
                     if message is None or message[0].get("op") == "cancel":
                         self.cancelled = True
         except (OSError, ProtocolError):
@@ -125,14 +155,30 @@ class WorkerServer:
         name: endpoint stem; the socket is ``<directory>/<name>.sock`` (TCP: address file ``<name>.json``).
         idle_timeout: seconds without any connection after which the process exits; ``<= 0`` never.
         device: passed to :func:`adain_core.load`.
+        connection_timeout: seconds a connection may stay silent between frames before it is closed.
+        read_timeout: seconds any wait for data inside a frame may take.
+        max_memory: bytes of request payloads held at once by all connections together (default: half the RAM).
+        max_connections: connections served at once; more are answered ``Busy``.
+
+    Limits: a request is authenticated (TCP token) and its header validated before its payload is read; the payload
+    size must equal what the image/mask shapes announce and fit in ``max_memory`` minus what other connections hold,
+    and is read incrementally. Style files are checked (regular file, size) and hashed before the job waits for the
+    compute lock, so a slow or endless file never holds up other clients.
     """
 
     def __init__(self, directory: Path, name: str, *, idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
-                 device: str = "auto") -> None:
+                 device: str = "auto", connection_timeout: float = DEFAULT_CONNECTION_TIMEOUT,
+                 read_timeout: float = DEFAULT_READ_TIMEOUT, max_memory: int | None = None,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         self.directory = Path(directory)
         self.name = name
         self.idle_timeout = idle_timeout
         self.device = device
+        self.connection_timeout = connection_timeout
+        self.read_timeout = read_timeout
+        self.max_memory = _default_memory_budget() if max_memory is None else int(max_memory)
+        self.max_connections = max_connections
+        self._reserved = 0  # payload bytes currently held by connections (guarded by _state)
         self.engines: _LRU = _LRU(2)
         self.cards: _LRU = _LRU(64)
         self.sequences: _LRU = _LRU(MAX_SEQUENCES)
@@ -223,28 +269,72 @@ class WorkerServer:
                     if self._stop.is_set():
                         break
                     raise
-                conn.settimeout(None)
-                with self._state:
-                    self._active += 1
+                conn.settimeout(self.read_timeout)  # bounds every send; reads set their own deadlines
+                if not self._admit(conn):
+                    continue
                 threading.Thread(target=self._serve_connection, args=(conn,), daemon=True).start()
         finally:
             self.close()
 
     # ---------------------------------------------------------------- connections
+    def _admit(self, conn: socket.socket) -> bool:
+        """Count a new connection in, or refuse it: another user's process (``SO_PEERCRED``), or too many."""
+        uid = peer_uid(conn)
+        if uid is not None and uid != os.getuid():
+            log.warning("refused a connection from uid %d", uid)
+            conn.close()
+            return False
+        with self._state:
+            busy = self._active >= self.max_connections
+            if not busy:
+                self._active += 1
+        if busy:
+            try:
+                conn.settimeout(1.0)
+                send_message(conn, {"type": "error", "kind": "Busy",
+                                    "message": f"the worker already serves {self.max_connections} connections"})
+            except OSError:
+                pass
+            conn.close()
+        return not busy
+
+    def _reserve(self, nbytes: int) -> bool:
+        with self._state:
+            if self._reserved + nbytes > self.max_memory:
+                return False
+            self._reserved += nbytes
+            return True
+
+    def _release(self, nbytes: int) -> None:
+        with self._state:
+            self._reserved -= nbytes
+
     def _serve_connection(self, conn: socket.socket) -> None:
+        def refuse(kind: str, message: str) -> None:
+            send_message(conn, {"type": "error", "kind": kind, "message": message})
+
         try:
             authenticated = self._token is None
             while True:
-                message = recv_message(conn)
-                if message is None:
+                got = recv_header(conn, timeout=self.read_timeout, idle_timeout=self.connection_timeout)
+                if got is None:
                     return
-                header, payload = message
+                header, payload_size = got
                 op = header.get("op")
                 if not authenticated:
-                    if op != "hello" or not secrets.compare_digest(str(header.get("token", "")), self._token):
-                        send_message(conn, {"type": "error", "kind": "Unauthorized", "message": "bad token"})
+                    token = header.get("token")
+                    if op != "hello" or payload_size or not isinstance(token, str) or not secrets.compare_digest(
+                            token.encode("utf-8", "replace"), self._token.encode("ascii")):
+                        refuse("Unauthorized", "bad token")
                         return
                     authenticated = True
+                if op == "stylize":
+                    self._handle_stylize(conn, header, payload_size)
+                    continue
+                if payload_size:
+                    discard_payload(conn, payload_size, timeout=self.read_timeout)
+                    refuse("BadRequest", f"op {_short(op)} takes no payload, got {payload_size} bytes")
+                    continue
                 if op == "hello":
                     send_message(conn, self._hello())
                 elif op == "ping":
@@ -255,16 +345,22 @@ class WorkerServer:
                     send_message(conn, {"type": "bye"})
                     self.stop()
                     return
-                elif op == "stylize":
-                    self._handle_stylize(conn, header, payload)
                 elif op == "end_sequence":
                     send_message(conn, {"type": "sequence_ended", "existed": self._end_sequence(header.get("id"))})
                 elif op == "cancel":
                     continue  # arrived after its job ended
                 else:
-                    send_message(conn, {"type": "error", "kind": "BadRequest", "message": f"unknown op {op!r}"})
-        except (OSError, ProtocolError) as exc:
+                    refuse("BadRequest", f"unknown op {_short(op)}")
+        except ProtocolError as exc:
             log.debug("connection ended: %s", exc)
+            if not isinstance(exc, ProtocolTimeout) and "closed" not in str(exc):
+                with contextlib.suppress(OSError):
+                    refuse("BadRequest", str(exc))
+        except OSError as exc:
+            log.debug("connection ended: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - one bad connection never takes the worker down
+            log.error("connection failed: %s: %s", type(exc).__name__, exc)
+            log.debug("%s", traceback.format_exc())
         finally:
             conn.close()
             with self._state:
@@ -293,12 +389,39 @@ class WorkerServer:
 
     def _end_sequence(self, sequence_id: Any) -> bool:
         with self._state:
-            return self.sequences.pop(sequence_id, None) is not None if isinstance(sequence_id, str) else False
+            return isinstance(sequence_id, str) and self.sequences.pop(sequence_id, None) is not None
 
-    def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> None:
+    def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload_size: int) -> None:
+        """Validate the request, then read its payload against the memory budget, run the job and answer.
+
+        A request refused before its payload is read has the payload drained through a small buffer (so the
+        client reads the refusal, not a broken pipe) and never allocated.
+        """
+        refusal: tuple[str, str] | None = None
+        try:
+            request = _parse_stylize(header, payload_size)
+        except _RequestError as exc:
+            refusal = ("BadRequest", str(exc))
+        else:
+            if not self._reserve(payload_size):
+                refusal = ("MemoryError", (
+                    f"the worker cannot hold this image now: {payload_size / 2**30:.2f} GiB announced, "
+                    f"{self._reserved / 2**30:.2f} of {self.max_memory / 2**30:.2f} GiB in use "
+                    f"(ADAIN_WORKER_MAX_MEMORY); try a smaller image"))
+        if refusal is not None:
+            discard_payload(conn, payload_size, timeout=self.read_timeout)
+            send_message(conn, {"type": "error", "kind": refusal[0], "message": refusal[1]})
+            return
+        try:
+            payload = recv_payload(conn, payload_size, timeout=self.read_timeout)
+            self._run_stylize(conn, request, payload)
+        finally:
+            self._release(payload_size)
+
+    def _run_stylize(self, conn: socket.socket, request: dict[str, Any], payload: bytearray) -> None:
         job = _Job(conn)
         try:
-            reply, data = self._stylize(job, header, payload)
+            reply, data = self._stylize(job, request, payload)
         except _ClientGone:
             log.info("job cancelled by the client")
             try:
@@ -327,11 +450,10 @@ class WorkerServer:
         send_message(conn, reply, data)
 
     # ---------------------------------------------------------------- the job
-    def _stylize(self, job: _Job, header: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], Any]:
+    def _stylize(self, job: _Job, request: dict[str, Any], payload: bytearray) -> tuple[dict[str, Any], Any]:
         import numpy as np
 
         started = time.perf_counter()
-        request = _parse_stylize(header, len(payload))
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -344,6 +466,11 @@ class WorkerServer:
             mask = mask.reshape(mask_spec["shape"]).astype(np.float32)
             if mask_spec["dtype"] == "uint8":
                 mask /= 255.0
+        # Everything the job reads is checked before it waits for the compute lock: values, then style files.
+        for name, array in (("image", image), ("mask", mask)):
+            if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
+                raise _RequestError(f"{name} contains NaN or infinite values")
+        digests = [self._sha256(style["path"]) for style in request["styles"]]
 
         # One job at a time: the engine already uses every core, and two models at once could exhaust memory.
         if not self._compute.acquire(blocking=False):
@@ -357,7 +484,7 @@ class WorkerServer:
             engine, model_hit, model_key = self._engine(request["model"], job)
             timings["load_model"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            card, card_hits = self._card(engine, request, job)
+            card, card_hits = self._card(engine, request, digests, job)
             timings["encode_style"] = time.perf_counter() - t0
             job.check()
 
@@ -423,27 +550,45 @@ class WorkerServer:
         return engine, False, key
 
     def _sha256(self, path: str) -> tuple[str, int]:
-        try:
-            identity = _file_identity(path)
-        except OSError:
-            import adain_core
+        """sha256 and size of a style file; refused unless it is a regular file of at most :data:`MAX_STYLE_FILE`.
 
-            raise adain_core.ImageLoadError(f"style image not found: {path}") from None
-        digest = self._hashes.get(identity)
-        if digest is None:
-            h = hashlib.sha256()
-            with open(identity[0], "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
+        Opened without blocking (a FIFO never stalls the open) and checked on the open descriptor, so what is
+        hashed is what was checked; a file that grows past its checked size while being read is refused.
+        """
+        import adain_core
+
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        except OSError as exc:
+            reason = "not found" if exc.errno == errno.ENOENT else f"cannot be opened ({exc.strerror})"
+            raise adain_core.ImageLoadError(f"style file {path}: {reason}") from None
+        with os.fdopen(fd, "rb") as fh:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise adain_core.ImageLoadError(f"style file {path}: not a regular file")
+            if info.st_size > MAX_STYLE_FILE:
+                raise adain_core.ImageLoadError(
+                    f"style file {path}: {info.st_size} bytes, more than the {MAX_STYLE_FILE >> 20} MiB allowed")
+            identity = (os.path.realpath(path), info.st_size, info.st_mtime_ns)
+            digest = self._hashes.get(identity)
+            if digest is None:
+                h, read = hashlib.sha256(), 0
+                while chunk := fh.read(1 << 20):
+                    read += len(chunk)
+                    if read > info.st_size:
+                        raise adain_core.ImageLoadError(f"style file {path}: changed while being read")
                     h.update(chunk)
-            digest = self._hashes[identity] = h.hexdigest()
+                digest = h.hexdigest()
+                with self._state:
+                    self._hashes[identity] = digest
         return digest, identity[1]
 
-    def _card(self, engine: Any, request: dict[str, Any], job: _Job) -> tuple[Any, list[bool]]:
+    def _card(self, engine: Any, request: dict[str, Any], digests: list[tuple[str, int]],
+              job: _Job) -> tuple[Any, list[bool]]:
         import adain_core
 
         cards, hits = [], []
-        for style in request["styles"]:
-            digest, size = self._sha256(style["path"])
+        for style, (digest, size) in zip(request["styles"], digests):
             key = (engine.encoder_id, digest, size, request["style_size"], request["color"])
             card = self.cards.lookup(key)
             hits.append(card is not None)
@@ -463,25 +608,61 @@ class WorkerServer:
         return adain_core.mix(cards, weights), hits
 
 
-def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
-    """Validate a stylize request; the engine validates values further (ranges, files)."""
+def _short(value: Any) -> str:
+    """``repr`` of a client-sent value, cut to one short line for error messages."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+#: request limits: styles per job, the engine's style-size range, and pixels per side of an image.
+_MAX_STYLES = 64
+_STYLE_SIZES = (16, 4096)
+_MAX_SIDE = 1 << 17
+
+
+def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
+    """Validate a stylize request (types, ranges, sizes); the engine validates values further (files, models).
+
+    Raises:
+        _RequestError: anything malformed, with one line naming the field.
+    """
+    try:
+        return _parse_stylize_fields(header, payload_size)
+    except _RequestError:
+        raise
+    except (TypeError, ValueError, OverflowError, AttributeError, KeyError) as exc:  # a shape no check foresaw
+        raise _RequestError(f"malformed stylize request ({type(exc).__name__}: {exc})") from None
+
+
+def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
     def number(name: str, default: float) -> float:
         value = header.get(name, default)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise _RequestError(f"{name} must be a number, got {value!r}")
+        if not _finite_number(value):
+            raise _RequestError(f"{name} must be a finite number, got {_short(value)}")
         return float(value)
 
     def buffer_spec(name: str, ndim: tuple[int, ...], channels: tuple[int, ...] | None) -> dict[str, Any] | None:
         spec = header.get(name)
         if spec is None:
             return None
+        if not isinstance(spec, dict):
+            raise _RequestError(f"{name} must be an object {{shape, dtype}}, got {_short(spec)}")
         shape, dtype = spec.get("shape"), spec.get("dtype")
-        if dtype not in DTYPE_SIZES:
-            raise _RequestError(f"{name}.dtype must be one of {sorted(DTYPE_SIZES)}, got {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+            raise _RequestError(f"{name}.dtype must be one of {sorted(DTYPE_SIZES)}, got {_short(dtype)}")
         if (not isinstance(shape, list) or len(shape) not in ndim
-                or not all(isinstance(n, int) and n > 0 for n in shape)):
-            raise _RequestError(f"{name}.shape must be {'/'.join(map(str, ndim))} positive ints, got {shape!r}")
+                or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= _MAX_SIDE for n in shape)):
+            raise _RequestError(f"{name}.shape must be {'/'.join(map(str, ndim))} ints in 1..{_MAX_SIDE}, "
+                                f"got {_short(shape)}")
         if channels is not None and shape[2] not in channels:
             raise _RequestError(f"{name} must have {' or '.join(map(str, channels))} channels, got {shape[2]}")
         count = 1
@@ -490,7 +671,8 @@ def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
         return {"shape": tuple(shape), "dtype": dtype, "count": count, "nbytes": count * DTYPE_SIZES[dtype]}
 
     if header.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
-        raise _RequestError(f"protocol {header.get('protocol')} not supported (worker speaks {PROTOCOL_VERSION})")
+        raise _RequestError(f"protocol {_short(header.get('protocol'))} not supported "
+                            f"(worker speaks {PROTOCOL_VERSION})")
     image = buffer_spec("image", (3,), (3, 4))
     if image is None:
         raise _RequestError("image is missing")
@@ -506,42 +688,50 @@ def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
         raise _RequestError(f"payload has {payload_size} bytes, the image and mask headers say {expected}")
 
     styles = header.get("styles")
-    if not isinstance(styles, list) or not styles:
-        raise _RequestError("styles must be a non-empty list of {path, weight}")
+    if not isinstance(styles, list) or not 0 < len(styles) <= _MAX_STYLES:
+        raise _RequestError(f"styles must be a list of 1 to {_MAX_STYLES} {{path, weight}}")
     parsed_styles = []
     for style in styles:
-        if not isinstance(style, dict) or not isinstance(style.get("path"), str):
-            raise _RequestError(f"each style needs a path, got {style!r}")
+        if not isinstance(style, dict) or not isinstance(style.get("path"), str) or not style["path"]:
+            raise _RequestError(f"each style needs a path, got {_short(style)}")
+        if "\0" in style["path"]:
+            raise _RequestError(f"style path contains a NUL character: {_short(style['path'])}")
         weight = style.get("weight", 1.0)
-        if not isinstance(weight, (int, float)) or weight < 0:
-            raise _RequestError(f"style weight must be a number >= 0, got {weight!r}")
+        if not _finite_number(weight) or weight < 0:
+            raise _RequestError(f"style weight must be a finite number >= 0, got {_short(weight)}")
         parsed_styles.append({"path": style["path"], "weight": float(weight)})
-    if sum(s["weight"] for s in parsed_styles) <= 0:
-        raise _RequestError("style weights sum to 0")
+    total = sum(s["weight"] for s in parsed_styles)
+    if not 0 < total < math.inf:
+        raise _RequestError(f"style weights must sum to a positive finite number, got {total}")
     color = header.get("color", "style")
-    if color not in _COLORS:
-        raise _RequestError(f"color must be one of {list(_COLORS)}, got {color!r}")
+    if not isinstance(color, str) or color not in _COLORS:
+        raise _RequestError(f"color must be one of {list(_COLORS)}, got {_short(color)}")
     tile = header.get("tile", "auto")
-    if not (tile in ("auto", "off") or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
-        raise _RequestError(f"tile must be 'auto', 'off' or a positive int, got {tile!r}")
+    if not (tile in ("auto", "off") or (isinstance(tile, int) and not isinstance(tile, bool) and 0 < tile <= _MAX_SIDE)):
+        raise _RequestError(f"tile must be 'auto', 'off' or an int in 1..{_MAX_SIDE}, got {_short(tile)}")
     style_size = header.get("style_size", 512)
-    if not isinstance(style_size, int) or isinstance(style_size, bool) or style_size < 16:
-        raise _RequestError(f"style_size must be an int >= 16, got {style_size!r}")
+    if (not isinstance(style_size, int) or isinstance(style_size, bool)
+            or not _STYLE_SIZES[0] <= style_size <= _STYLE_SIZES[1]):
+        raise _RequestError(f"style_size must be an int in {_STYLE_SIZES[0]}..{_STYLE_SIZES[1]}, "
+                            f"got {_short(style_size)}")
     model = header.get("model") or os.environ.get("ADAIN_MODEL") or "default"
-    if not isinstance(model, str):
-        raise _RequestError(f"model must be a string, got {model!r}")
+    if not isinstance(model, str) or "\0" in model:
+        raise _RequestError(f"model must be a string, got {_short(model)}")
+    alpha = number("alpha", 1.0)
+    if alpha < 0:
+        raise _RequestError(f"alpha must be >= 0, got {alpha}")
     sequence = header.get("sequence")
     if sequence is not None:
         if not isinstance(sequence, dict):
-            raise _RequestError(f"sequence must be an object {{id, temporal}}, got {sequence!r}")
+            raise _RequestError(f"sequence must be an object {{id, temporal}}, got {_short(sequence)}")
         sequence_id, temporal = sequence.get("id"), sequence.get("temporal", 0.0)
         if not isinstance(sequence_id, str) or not 0 < len(sequence_id) <= _MAX_SEQUENCE_ID:
             raise _RequestError(f"sequence.id must be a string of 1 to {_MAX_SEQUENCE_ID} characters, "
-                                f"got {sequence_id!r}")
-        if not isinstance(temporal, (int, float)) or isinstance(temporal, bool) or not 0 <= temporal < 1:
-            raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {temporal!r}")
+                                f"got {_short(sequence_id)}")
+        if not _finite_number(temporal) or not 0 <= temporal < 1:
+            raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {_short(temporal)}")
         sequence = {"id": sequence_id, "temporal": float(temporal)}
-    return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": number("alpha", 1.0), "color": color,
+    return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": alpha, "color": color,
             "tile": tile, "style_size": style_size, "model": model, "sequence": sequence}
 
 
@@ -553,6 +743,13 @@ def main(argv: list[str] | None = None, *, ready: Callable[[WorkerServer], None]
     parser.add_argument("--idle-timeout", type=float,
                         default=float(os.environ.get("ADAIN_WORKER_IDLE_TIMEOUT", DEFAULT_IDLE_TIMEOUT)),
                         help="seconds without requests before exiting (0: never); default %(default)s")
+    parser.add_argument("--connection-timeout", type=float, default=DEFAULT_CONNECTION_TIMEOUT,
+                        help="seconds a connection may stay silent between requests; default %(default)s")
+    parser.add_argument("--read-timeout", type=float, default=DEFAULT_READ_TIMEOUT,
+                        help="seconds any wait for data inside a request may take; default %(default)s")
+    parser.add_argument("--max-memory", default=None,
+                        help="request payload bytes held at once, e.g. 4GB (default: $ADAIN_WORKER_MAX_MEMORY or "
+                             "half the RAM)")
     parser.add_argument("--device", default=os.environ.get("ADAIN_DEVICE", "auto"))
     parser.add_argument("--log-level", default=os.environ.get("ADAIN_WORKER_LOG_LEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -563,8 +760,11 @@ def main(argv: list[str] | None = None, *, ready: Callable[[WorkerServer], None]
     # Import the engine (torch) before binding: a broken engine install then never looks reachable, and the
     # client reports the import error from this process's log instead of waiting on a socket.
     import adain_core  # noqa: F401
+    from adain_core.device import parse_size
 
-    server = WorkerServer(directory, name, idle_timeout=args.idle_timeout, device=args.device)
+    server = WorkerServer(directory, name, idle_timeout=args.idle_timeout, device=args.device,
+                          connection_timeout=args.connection_timeout, read_timeout=args.read_timeout,
+                          max_memory=None if args.max_memory is None else int(parse_size(args.max_memory)))
     if not server.bind():
         log.info("another worker already serves %s; exiting", name)
         return 0

@@ -72,11 +72,14 @@ def load_worker_client(python):
     if "_adain_worker" in sys.modules:
         return sys.modules["_adain_worker"]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    locate = ("import importlib.util as u; s = u.find_spec('adain_core'); "
+    # `python -c` puts the working directory (GIMP's) first on the import path: drop it, and run from the file-system
+    # root, so an adain_core folder lying around there is never the one found (nor executed).
+    locate = ("import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+              "import importlib.util as u; s = u.find_spec('adain_core'); "
               "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')")
     try:
         found = subprocess.run([python, "-c", locate], capture_output=True, text=True, timeout=60, env=env,
-                               creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+                               cwd=os.path.abspath(os.sep), creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
     except (OSError, subprocess.SubprocessError) as exc:
         raise PluginError(f"the AdaIN engine Python {python} does not run ({exc}). {FIX}") from None
     package = found.stdout.strip()

@@ -75,10 +75,25 @@ def test_oversized_frame_refused_before_reading(pair):
 def test_runtime_dir_is_private(tmp_path):
     path = protocol.runtime_dir(tmp_path / "rt")
     assert stat.S_IMODE(path.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("mode", [0o755, 0o770, 0o777, 0o701])
+def test_runtime_dir_open_to_others_is_refused_not_tightened(tmp_path, mode):
+    """A folder that was open may hold planted files (a socket, a module): it is refused, never chmod-ed and used."""
     loose = tmp_path / "loose"
-    loose.mkdir(mode=0o755)
-    os.chmod(loose, 0o755)
-    assert stat.S_IMODE(protocol.runtime_dir(loose).stat().st_mode) == 0o700
+    loose.mkdir()
+    os.chmod(loose, mode)
+    with pytest.raises(PermissionError, match="open to other users.*remove it"):
+        protocol.runtime_dir(loose)
+    assert stat.S_IMODE(loose.stat().st_mode) == mode
+
+
+def test_runtime_dir_symlink_is_refused(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(real)
+    with pytest.raises(PermissionError, match="not a plain directory"):
+        protocol.runtime_dir(tmp_path / "link")
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="chown to another user needs root")

@@ -56,6 +56,7 @@ from .client import (
     WorkerClient,
     WorkerCrashed,
     WorkerError,
+    WorkerTimeout,
     WorkerUnavailable,
     resolve_engine_python,
 )

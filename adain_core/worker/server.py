@@ -47,6 +47,8 @@ MAX_CONNECTIONS = 32
 MAX_STYLE_FILE = 1 << 30
 #: seconds a client has to finish a frame it started sending while its job runs (a stray byte cancels the job).
 _CANCEL_FRAME_TIMEOUT = 1.0
+#: a refused request whose payload does not match its header is drained only up to this size, else disconnected.
+_DRAIN_LIMIT = 1 << 20
 _COLORS = ("style", "preserve", "luminance")
 #: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
 MAX_SEQUENCES = 16
@@ -60,6 +62,10 @@ class _RequestError(Exception):
     """A malformed request: reported to the client as ``kind = "BadRequest"``."""
 
 
+class _FramingError(_RequestError):
+    """The image/mask description does not describe the announced payload: the payload is not read at all."""
+
+
 def _default_memory_budget() -> int:
     """Bytes of request payloads held at once: ``$ADAIN_WORKER_MAX_MEMORY``, else half the physical memory."""
     env = os.environ.get("ADAIN_WORKER_MAX_MEMORY")
@@ -71,6 +77,10 @@ def _default_memory_budget() -> int:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
     except (ValueError, OSError, AttributeError):
         return 4 << 30
+
+
+class _Disconnect(Exception):
+    """The connection is out of step with the framing (a refused payload left unread): close it."""
 
 
 class _ClientGone(Exception):
@@ -356,8 +366,8 @@ class WorkerServer:
             if not isinstance(exc, ProtocolTimeout) and "closed" not in str(exc):
                 with contextlib.suppress(OSError):
                     refuse("BadRequest", str(exc))
-        except OSError as exc:
-            log.debug("connection ended: %s", exc)
+        except (OSError, _Disconnect) as exc:
+            log.debug("connection ended: %r", exc)
         except Exception as exc:  # noqa: BLE001 - one bad connection never takes the worker down
             log.error("connection failed: %s: %s", type(exc).__name__, exc)
             log.debug("%s", traceback.format_exc())
@@ -395,13 +405,15 @@ class WorkerServer:
         """Validate the request, then read its payload against the memory budget, run the job and answer.
 
         A request refused before its payload is read has the payload drained through a small buffer (so the
-        client reads the refusal, not a broken pipe) and never allocated.
+        client reads the refusal, not a broken pipe) and never allocated; when the payload does not even match the
+        header's shapes (no well-behaved client sends that), a payload over 1 MiB is not read: the connection closes.
         """
         refusal: tuple[str, str] | None = None
+        framing = False
         try:
             request = _parse_stylize(header, payload_size)
         except _RequestError as exc:
-            refusal = ("BadRequest", str(exc))
+            refusal, framing = ("BadRequest", str(exc)), isinstance(exc, _FramingError)
         else:
             if not self._reserve(payload_size):
                 refusal = ("MemoryError", (
@@ -409,6 +421,9 @@ class WorkerServer:
                     f"{self._reserved / 2**30:.2f} of {self.max_memory / 2**30:.2f} GiB in use "
                     f"(ADAIN_WORKER_MAX_MEMORY); try a smaller image"))
         if refusal is not None:
+            if framing and payload_size > _DRAIN_LIMIT:
+                send_message(conn, {"type": "error", "kind": refusal[0], "message": refusal[1]})
+                raise _Disconnect()
             discard_payload(conn, payload_size, timeout=self.read_timeout)
             send_message(conn, {"type": "error", "kind": refusal[0], "message": refusal[1]})
             return
@@ -562,10 +577,11 @@ class WorkerServer:
         except OSError as exc:
             reason = "not found" if exc.errno == errno.ENOENT else f"cannot be opened ({exc.strerror})"
             raise adain_core.ImageLoadError(f"style file {path}: {reason}") from None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            raise adain_core.ImageLoadError(f"style file {path}: not a regular file")
         with os.fdopen(fd, "rb") as fh:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise adain_core.ImageLoadError(f"style file {path}: not a regular file")
             if info.st_size > MAX_STYLE_FILE:
                 raise adain_core.ImageLoadError(
                     f"style file {path}: {info.st_size} bytes, more than the {MAX_STYLE_FILE >> 20} MiB allowed")
@@ -655,16 +671,16 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
         if spec is None:
             return None
         if not isinstance(spec, dict):
-            raise _RequestError(f"{name} must be an object {{shape, dtype}}, got {_short(spec)}")
+            raise _FramingError(f"{name} must be an object {{shape, dtype}}, got {_short(spec)}")
         shape, dtype = spec.get("shape"), spec.get("dtype")
         if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
-            raise _RequestError(f"{name}.dtype must be one of {sorted(DTYPE_SIZES)}, got {_short(dtype)}")
+            raise _FramingError(f"{name}.dtype must be one of {sorted(DTYPE_SIZES)}, got {_short(dtype)}")
         if (not isinstance(shape, list) or len(shape) not in ndim
                 or not all(isinstance(n, int) and not isinstance(n, bool) and 0 < n <= _MAX_SIDE for n in shape)):
-            raise _RequestError(f"{name}.shape must be {'/'.join(map(str, ndim))} ints in 1..{_MAX_SIDE}, "
+            raise _FramingError(f"{name}.shape must be {'/'.join(map(str, ndim))} ints in 1..{_MAX_SIDE}, "
                                 f"got {_short(shape)}")
         if channels is not None and shape[2] not in channels:
-            raise _RequestError(f"{name} must have {' or '.join(map(str, channels))} channels, got {shape[2]}")
+            raise _FramingError(f"{name} must have {' or '.join(map(str, channels))} channels, got {shape[2]}")
         count = 1
         for n in shape:
             count *= n
@@ -675,17 +691,17 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
                             f"(worker speaks {PROTOCOL_VERSION})")
     image = buffer_spec("image", (3,), (3, 4))
     if image is None:
-        raise _RequestError("image is missing")
+        raise _FramingError("image is missing")
     mask = buffer_spec("mask", (2, 3), None)
     if mask is not None:
         if len(mask["shape"]) == 3 and mask["shape"][2] != 1:
-            raise _RequestError(f"mask must be (H, W) or (H, W, 1), got {list(mask['shape'])}")
+            raise _FramingError(f"mask must be (H, W) or (H, W, 1), got {list(mask['shape'])}")
         if tuple(mask["shape"][:2]) != image["shape"][:2]:
-            raise _RequestError(f"mask shape {list(mask['shape'])} does not match image {list(image['shape'])}")
+            raise _FramingError(f"mask shape {list(mask['shape'])} does not match image {list(image['shape'])}")
         mask["shape"] = mask["shape"][:2]
     expected = image["nbytes"] + (mask["nbytes"] if mask else 0)
     if payload_size != expected:
-        raise _RequestError(f"payload has {payload_size} bytes, the image and mask headers say {expected}")
+        raise _FramingError(f"payload has {payload_size} bytes, the image and mask headers say {expected}")
 
     styles = header.get("styles")
     if not isinstance(styles, list) or not 0 < len(styles) <= _MAX_STYLES:

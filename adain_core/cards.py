@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .errors import CardError, ValueRangeError
 from .store import save_safetensors_atomic
+from .validate import check_stats, check_uint8_image, check_weights
 
 __all__ = ["CARD_FORMAT", "CARD_SUFFIX", "StyleCard", "mix"]
 
@@ -54,6 +55,41 @@ class StyleCard:
         """Weights of the sources (sum to 1)."""
         return [float(s.get("weight", 1.0)) for s in self.sources]  # type: ignore[arg-type]
 
+    def check(self, source: object | None = None) -> StyleCard:
+        """Validate the statistics and pictures (see :func:`adain_core.validate.check_stats`); returns the card.
+
+        Args:
+            source: the file the card came from, named in messages.
+
+        Raises:
+            CardError: NaN/inf or negative std, wrong shapes or dtypes, or malformed provenance; names the field.
+        """
+        where = f"style card {self.name!r}" if source is None else source
+        if not isinstance(self.name, str) or not isinstance(self.encoder_id, str):
+            raise CardError(f"{where}: name and encoder_id must be strings")
+        check_stats(self.mean, self.std, "relu4_1", source=where, error=CardError)
+        for tap, pair in self.taps.items():
+            if not (isinstance(pair, tuple) and len(pair) == 2):
+                raise CardError(f"{where}: {tap} must be a (mean, std) pair")
+            check_stats(pair[0], pair[1], tap, source=where, error=CardError)
+        if self.style_size is not None and (isinstance(self.style_size, bool) or not isinstance(self.style_size, int)
+                                            or self.style_size <= 0):
+            raise CardError(f"{where}: style_size must be a positive int or null, got {self.style_size!r}")
+        if not isinstance(self.sources, list) or not all(isinstance(s, dict) for s in self.sources):
+            raise CardError(f"{where}: sources must be a list of objects")
+        try:
+            if self.sources:
+                check_weights(self.weights, "source weights")
+        except ValueRangeError as exc:
+            raise CardError(f"{where}: {exc}") from None
+        if self.thumbnail is not None:
+            check_uint8_image(self.thumbnail, "thumbnail", "HWC", source=where, error=CardError)
+        for i, px in enumerate(self.pixels):
+            check_uint8_image(px, f"pixels.{i}", "CHW", source=where, error=CardError)
+        if self.pixels and len(self.pixels) != len(self.sources):
+            raise CardError(f"{where}: {len(self.pixels)} style pictures for {len(self.sources)} sources")
+        return self
+
     def check_encoder(self, encoder_id: str) -> None:
         """Raise :class:`CardError` if the card was made for another encoder."""
         if self.encoder_id != encoder_id:
@@ -71,6 +107,7 @@ class StyleCard:
         p = Path(path)
         if p.exists() and not overwrite:
             raise FileExistsError(f"{p}: card file exists (pass --overwrite to replace it)")
+        self.check()
         tensors: dict[str, Tensor] = {"relu4_1.mean": self.mean.float(), "relu4_1.std": self.std.float()}
         for tap, (m, s) in self.taps.items():
             tensors[f"{tap}.mean"] = m.float()
@@ -90,7 +127,8 @@ class StyleCard:
         """Read a card; with ``encoder_id`` also check it belongs to that encoder.
 
         Raises:
-            CardError: missing, truncated or not a card file, or made for another encoder.
+            CardError: missing, truncated or not a card file, invalid values (NaN/inf, negative std, wrong shapes or
+                dtypes, malformed metadata: the message names the field), or made for another encoder.
         """
         p = Path(path)
         if not p.is_file():
@@ -104,7 +142,10 @@ class StyleCard:
         if meta.get("format") != CARD_FORMAT:
             raise CardError(f"{p}: not a style card (metadata format={meta.get('format')!r})")
         try:
-            taps = {t: (tensors[f"{t}.mean"], tensors[f"{t}.std"]) for t in json.loads(meta["taps"])}
+            tap_names = json.loads(meta["taps"])
+            if not isinstance(tap_names, list) or not all(isinstance(t, str) for t in tap_names):
+                raise CardError(f"{p}: metadata field taps must be a list of names, got {meta['taps'][:80]!r}")
+            taps = {t: (tensors[f"{t}.mean"], tensors[f"{t}.std"]) for t in tap_names}
             n_px = len([k for k in tensors if k.startswith("pixels.")])
             card = cls(
                 name=meta["name"], encoder_id=meta["encoder_id"],
@@ -112,8 +153,9 @@ class StyleCard:
                 style_size=json.loads(meta["style_size"]), sources=json.loads(meta["sources"]),
                 thumbnail=tensors.get("thumbnail"), pixels=[tensors[f"pixels.{i}"] for i in range(n_px)],
             )
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise CardError(f"{p}: style card is incomplete ({exc})") from None
+        except (KeyError, json.JSONDecodeError, RecursionError) as exc:
+            raise CardError(f"{p}: style card is incomplete ({type(exc).__name__}: {str(exc)[:120]})") from None
+        card.check(p)
         if encoder_id is not None:
             card.check_encoder(encoder_id)
         return card
@@ -140,13 +182,12 @@ def mix(cards: Sequence[StyleCard], weights: Sequence[float] | None = None, name
     """
     if not cards:
         raise CardError("mix needs at least one style card")
-    w = [1.0] * len(cards) if weights is None else [float(x) for x in weights]
+    w = [1.0] * len(cards) if weights is None else list(weights)
     if len(w) != len(cards):
         raise ValueRangeError(f"mix got {len(cards)} cards but {len(w)} weights")
-    if any(x < 0 or x != x for x in w) or sum(w) <= 0:
-        raise ValueRangeError(f"mix weights must be ≥ 0 and not all 0, got {w}")
-    total = sum(w)
-    w = [x / total for x in w]
+    w = check_weights(w, "mix weights")
+    for c in cards:
+        c.check()
     enc = cards[0].encoder_id
     for c in cards[1:]:
         if c.encoder_id != enc:

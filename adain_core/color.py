@@ -7,6 +7,8 @@ import torch
 from kornia.color import rgb_to_yuv, yuv_to_rgb
 from torch import Tensor
 
+from .errors import ValueRangeError
+
 __all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
 
 COLOR_MODES = ("style", "preserve", "luminance")
@@ -29,7 +31,12 @@ def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _sqrtm(cov: Tensor, inverse: bool) -> Tensor:
-    vals, vecs = torch.linalg.eigh(cov + 1e-5 * torch.eye(3, dtype=cov.dtype, device=cov.device))
+    if not bool(torch.isfinite(cov).all()):
+        raise ValueRangeError("colour covariance contains NaN or infinite values (a degenerate image or card)")
+    try:
+        vals, vecs = torch.linalg.eigh(cov + 1e-5 * torch.eye(3, dtype=cov.dtype, device=cov.device))
+    except torch.linalg.LinAlgError as exc:
+        raise ValueRangeError(f"colour statistics are degenerate; use another colour mode ({exc})") from None
     vals = vals.clamp_min(1e-8)
     power = -0.5 if inverse else 0.5
     return vecs @ torch.diag_embed(vals**power) @ vecs.transpose(-1, -2)

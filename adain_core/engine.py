@@ -26,7 +26,10 @@ from .networks import TAPS, Encoder, pad_to_multiple
 from .store import build_decoder_from, load_encoder, read_model, resolve_model, sha256_file
 from .tiling import FEATHER, MARGIN, Tile, choose_tile_size, estimate_pass_bytes, feather_weights, plan_tiles
 
-__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook"]
+__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "MAX_STYLE_SIDE"]
+
+#: the longest side a style image may have after resizing to the style size (or the style size, if larger).
+MAX_STYLE_SIDE = 8192
 
 MaskLike = Union[Image.Image, np.ndarray, Tensor, str, Path, None]
 StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
@@ -109,7 +112,8 @@ class Engine:
         Args:
             image: a path, PIL image, numpy (H, W, 3|4) or tensor (1, 3, H, W) / (3, H, W) in [0, 1]; alpha ignored.
             size: shorter side in px the style is resized to (keeping its aspect ratio), 16…4096; None keeps it.
-                Smaller sizes give larger brush strokes.
+                Smaller sizes give larger brush strokes. The longer side after resizing may be at most
+                ``max(MAX_STYLE_SIDE, size)`` px (a 1x200 strip would otherwise become 512x102400).
             name: card name (default: the file stem, or "style").
 
         Raises:
@@ -129,6 +133,13 @@ class Engine:
         if size is not None:
             if not 16 <= int(size) <= 4096:
                 raise ValueRangeError(f"style size must be between 16 and 4096 px, got {size}")
+            h, w = x.shape[-2:]
+            longer = round(max(h, w) * int(size) / min(h, w))
+            if longer > max(MAX_STYLE_SIDE, int(size)):
+                raise ValueRangeError(
+                    f"style image{f' {name}' if name else ''}: {w}x{h} px resized to a shorter side of {size} px "
+                    f"would be {longer} px long (more than {max(MAX_STYLE_SIDE, int(size))}); crop it to a less "
+                    f"extreme aspect ratio or lower the style size")
             x = _resize_shorter(x, int(size))
         px = (x[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         if sha is None:

@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["publish"]
+__all__ = ["publish", "naming"]
+
+
+@contextlib.contextmanager
+def naming(dest: str | Path) -> Iterator[None]:
+    """Re-raise an ``OSError`` of writing ``dest`` (through its temp file) with ``dest`` as the file name, so a full
+    disk or a read-only folder is reported against the file the user asked for, not a temp name or no name."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, FileExistsError) and exc.filename is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from None
 
 
 def publish(tmp: str | Path, dest: str | Path) -> None:

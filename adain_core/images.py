@@ -15,22 +15,49 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .files import publish
+from .files import naming, publish
 from .errors import ImageLoadError, ShapeError, ValueRangeError
 
-__all__ = ["ImageLike", "Batch", "load_image", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
+__all__ = ["ImageLike", "Batch", "load_image", "check_image_header", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
            "IMAGE_SUFFIXES"]
 
 ImageLike = Union[Image.Image, np.ndarray, Tensor, str, Path]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 Image.MAX_IMAGE_PIXELS = 400_000_000  # 16K x 16K artworks are legitimate input here; still bounded
+#: bytes per pixel that loading costs at most before the engine sees the image (Pillow's decode buffers, the
+#: EXIF transpose copy, the float32 RGB(A) conversion): the header-based pre-flight uses it.
+DECODE_BYTES_PER_PIXEL = 32
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file fully, EXIF-transposed.
+def check_image_header(path: Path, width: int, height: int, max_pixels: int | None = None) -> None:
+    """Refuse an image by its header alone, before any pixel is decoded: more pixels than ``max_pixels`` (default
+    Pillow's ``MAX_IMAGE_PIXELS``), or more memory to decode than is available.
 
     Raises:
-        ImageLoadError: missing, empty, unreadable or corrupt file (the message names the file).
+        ImageLoadError: too many pixels (the message names the file and its size), or not enough free memory.
+        ImageLoadError: decoding would need more than the free memory.
+    """
+    from .device import free_memory_bytes
+
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    pixels = width * height
+    if limit is not None and pixels > limit:
+        raise ImageLoadError(f"{path}: {width}x{height} is {pixels / 1e6:.0f} megapixels, more than the "
+                             f"{limit / 1e6:.0f} allowed")
+    needed = pixels * DECODE_BYTES_PER_PIXEL
+    budget = int(free_memory_bytes(torch.device("cpu")) * 0.8)
+    if needed > budget:
+        raise ImageLoadError(f"{path}: decoding {width}x{height} px needs about {needed / 2**30:.1f} GiB, but only "
+                             f"{budget / 2**30:.1f} GiB of memory is free")
+
+
+def load_image(path: str | Path, max_pixels: int | None = None) -> Image.Image:
+    """Open an image file fully, EXIF-transposed; its size is checked from the header before decoding
+    (:func:`check_image_header`), so a decompression bomb is refused without being decoded.
+
+    Raises:
+        ImageLoadError: missing, not a regular file, empty, unreadable, corrupt, too large or too large to decode
+            in the free memory (names the file).
     """
     p = Path(path)
     if not p.is_file():
@@ -39,9 +66,10 @@ def load_image(path: str | Path) -> Image.Image:
         raise ImageLoadError(f"{p}: file is empty (0 bytes)")
     try:
         with Image.open(p) as im:
+            check_image_header(p, im.width, im.height, max_pixels)
             im.load()
             out = ImageOps.exif_transpose(im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise ImageLoadError(f"{p}: cannot read image ({exc})") from None
     return out
 
@@ -128,6 +156,7 @@ def to_batch(content: ImageLike, what: str = "content") -> Batch:
         content = load_image(content)
     if isinstance(content, Image.Image):
         x, a = pil_to_tensor(content)
+        _check_finite(x, what)  # a float (mode F) TIFF can hold NaN
         return Batch(x, a, lambda out: tensor_to_pil(out[0], None if a is None else a[0]))
     if isinstance(content, np.ndarray):
         arr = content
@@ -203,13 +232,14 @@ def save_image(img: Image.Image, path: str | Path, overwrite: bool = False) -> P
         raise FileExistsError(f"{p}: output exists (pass --overwrite to replace it)")
     if fmt in ("JPEG", "BMP") and img.mode == "RGBA":
         img = img.convert("RGB")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
-    os.close(fd)
-    try:
-        img.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-        publish(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with naming(p):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
+        os.close(fd)
+        try:
+            img.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+            publish(tmp, p)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return p

@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from .files import publish
+from .files import naming, publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
 from .networks import ARCHS, Encoder, build_decoder, build_encoder
@@ -85,16 +85,18 @@ def sha256_file(path: Path) -> str:
 
 
 def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:
-    """Write safetensors with metadata through a temp file in the target folder and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        publish(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write safetensors with metadata through a temp file in the target folder and a rename (never half-written;
+    a full disk or read-only folder raises ``OSError`` naming ``path`` and leaves nothing behind)."""
+    with naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+            publish(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def encoder_path(encoder_id: str = HED_ENCODER_ID) -> Path:
@@ -159,8 +161,11 @@ def load_encoder(encoder_id: str = HED_ENCODER_ID, state: dict[str, Tensor] | No
             how = "adain models fetch" if encoder_id == HED_ENCODER_ID else "adain models fetch original"
             raise ModelError(f"encoder {encoder_id} is not in the cache ({path}); run `{how}` first")
         state = _load_safetensors(path)
+        what = f"{path} (cached encoder {encoder_id})"
+    else:
+        what = f"encoder {encoder_id}"
     encoder = build_encoder(ENCODERS[encoder_id])
-    _load_state(encoder, state, f"encoder {encoder_id}")
+    _load_state(encoder, state, what)
     return encoder
 
 
@@ -312,15 +317,16 @@ def import_model(path: Path, name: str | None = None) -> Path:
     if model.encoder is not None:
         load_encoder(model.encoder_id, model.encoder)
     dest = cache_dir() / "models" / f"{name}.safetensors"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(path, tmp)
-        publish(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with naming(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            shutil.copyfile(path, tmp)
+            publish(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     return dest
 
 

@@ -44,6 +44,19 @@ Frames (:mod:`adain_core.worker.protocol`)
     - ``ping`` → ``pong``; ``stats`` → ``stats {models, cards, sequences, jobs_done}``; ``shutdown`` → ``bye`` and
       exit.
 
+Limits and deadlines
+    Headers are at most 256 KiB of JSON nested at most 32 deep. A stylize payload must be exactly the bytes its image
+    and mask shapes announce and fit the worker's memory budget for payloads (``--max-memory``,
+    ``$ADAIN_WORKER_MAX_MEMORY``, default half the RAM, shared by all connections); it is read incrementally after the
+    header (and, over TCP, the token) has been checked. A refused request's payload is drained (or, when it does not
+    match the header, the connection is closed) and answered ``error {kind}``: ``BadRequest`` (malformed),
+    ``MemoryError`` (over the budget), ``Busy`` (more than 32 connections), ``Unauthorized`` (TCP token). A connection
+    silent for 60 s between frames (``--connection-timeout``) or for 30 s inside a frame (``--read-timeout``) is
+    closed. While a job waits or works, the worker repeats its last ``progress`` every 10 s; clients treat a longer
+    silence as a hung worker (``WorkerTimeout``). Data sent during a job other than a complete ``cancel`` frame
+    cancels that job. The worker serves only its own user (``SO_PEERCRED``) and never imports from its working
+    directory (it runs from the file-system root).
+
 Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes through; where the optional mask is < 1
 the input shows through (a pixel-space blend).
 """

@@ -71,7 +71,7 @@ class WorkerTimeout(WorkerError):
 
 
 #: seconds a request may go without any message from the worker (``$ADAIN_WORKER_TIMEOUT`` overrides).
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 120.0
 #: the worker answers hello from a connection thread even while a job runs, so this can be short.
 _HANDSHAKE_TIMEOUT = 30.0
 #: Starts the worker with no working-directory entry on the import path (``python -m`` would put the current folder
@@ -196,7 +196,8 @@ class WorkerClient:
         env: extra environment for a worker this client starts. ``PYTHONHOME``/``PYTHONPATH`` of the host are
             never passed on (they belong to the host's Python, e.g. GIMP's); give ``PYTHONPATH`` here if needed.
         timeout: seconds a request may go without any message from the worker (progress counts) before
-            :class:`WorkerTimeout` is raised (default ``$ADAIN_WORKER_TIMEOUT`` or 300).
+            :class:`WorkerTimeout` is raised (default ``$ADAIN_WORKER_TIMEOUT`` or 120; a live worker
+            repeats its last progress every 10 s, also while a job waits in the queue).
     """
 
     def __init__(self, python: str | os.PathLike[str] | None = None, *, directory: str | os.PathLike[str] | None = None,

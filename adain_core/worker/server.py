@@ -47,6 +47,8 @@ MAX_CONNECTIONS = 32
 MAX_STYLE_FILE = 1 << 30
 #: seconds a client has to finish a frame it started sending while its job runs (a stray byte cancels the job).
 _CANCEL_FRAME_TIMEOUT = 1.0
+#: seconds between repeated progress messages while a job waits or runs a long step (see :class:`_Job`).
+HEARTBEAT = 10.0
 #: a refused request whose payload does not match its header is drained only up to this size, else disconnected.
 _DRAIN_LIMIT = 1 << 20
 _COLORS = ("style", "preserve", "luminance")
@@ -122,11 +124,36 @@ def _file_identity(path: str) -> tuple[str, int, int]:
 
 
 class _Job:
-    """One stylize request on one connection: sends progress, notices cancel frames and vanished clients."""
+    """One stylize request on one connection: sends progress, notices cancel frames and vanished clients.
+
+    While the job waits for the compute lock or runs a long step without progress of its own, the last progress
+    message is repeated every :data:`HEARTBEAT` seconds, so a client's no-message timeout tells a live worker from
+    a hung or stopped one.
+    """
 
     def __init__(self, conn: socket.socket) -> None:
         self.conn = conn
         self.cancelled = False
+        self._send_lock = threading.Lock()
+        self._last: tuple[str, int, int] = ("starting", 0, 0)
+        self._sent_at = time.monotonic()
+        self._finished = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def __enter__(self) -> _Job:
+        self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+        self._heartbeat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._finished.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
+
+    def _beat(self) -> None:
+        while not self._finished.wait(HEARTBEAT / 4):
+            if time.monotonic() - self._sent_at >= HEARTBEAT and not self.cancelled:
+                self.progress(*self._last)
 
     def poll_cancel(self) -> bool:
         if self.cancelled:
@@ -151,10 +178,12 @@ class _Job:
             raise _ClientGone()
 
     def progress(self, stage: str, done: int = 0, total: int = 0) -> None:
-        try:
-            send_message(self.conn, {"type": "progress", "stage": stage, "done": int(done), "total": int(total)})
-        except OSError:
-            self.cancelled = True
+        with self._send_lock:
+            self._last, self._sent_at = (stage, int(done), int(total)), time.monotonic()
+            try:
+                send_message(self.conn, {"type": "progress", "stage": stage, "done": int(done), "total": int(total)})
+            except OSError:
+                self.cancelled = True
 
 
 class WorkerServer:
@@ -436,7 +465,8 @@ class WorkerServer:
     def _run_stylize(self, conn: socket.socket, request: dict[str, Any], payload: bytearray) -> None:
         job = _Job(conn)
         try:
-            reply, data = self._stylize(job, request, payload)
+            with job:
+                reply, data = self._stylize(job, request, payload)
         except _ClientGone:
             log.info("job cancelled by the client")
             try:

@@ -215,7 +215,8 @@ def run_sprint(args: argparse.Namespace) -> int:
         torch.backends.cudnn.allow_tf32 = True
     content, style = pack.content.to(dev), pack.style.to(dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
-    print(f"sprint: {dev} ({'bf16' if trainer.amp_dtype == torch.bfloat16 else trainer.amp_dtype}), pack "
+    precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.amp_dtype]
+    print(f"sprint: {dev} ({precision}), pack "
           f"{content.shape[0]} photos + {style.shape[0]} paintings at {content.shape[-1]} px, loaded in "
           f"{time.monotonic() - t_start:.1f} s; start step {trainer.step} from {init}", flush=True)
 
@@ -250,7 +251,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                 records.append(rec)
                 log_file.write(json.dumps(rec) + "\n")
                 log_file.flush()
-                print(f"step {trainer.step} | {rate:.2f} steps/s | {rate * args.batch:.0f} images/s | loss "
+                print(f"step {trainer.step} | {rate:.2f} steps/s | {rate * args.batch:.1f} images/s | loss "
                       f"{rec['loss']:.3g}" + (f" | GPU {rec['gpu_mem_gib']:.1f} GiB" if "gpu_mem_gib" in rec else ""),
                       flush=True)
                 acc, n_acc, last_log, last_step = {}, 0, now, trainer.step
@@ -276,7 +277,7 @@ def run_sprint(args: argparse.Namespace) -> int:
         summary["gpu_name"] = torch.cuda.get_device_name(dev)
         summary["gpu_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
     print(f"trained {steps} steps in {train_seconds:.0f} s: {summary['steps_per_s']:.2f} steps/s, "
-          f"{summary['images_per_s']:.0f} images/s", flush=True)
+          f"{summary['images_per_s']:.1f} images/s", flush=True)
     result: dict[str, Any] = {"summary": summary, "args": vars(args)}
     if not args.no_eval:
         trainer.decoder.eval()

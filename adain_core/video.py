@@ -12,7 +12,7 @@ import numpy as np
 
 from .files import publish
 from .errors import ImageLoadError
-from .images import IMAGE_SUFFIXES, load_image
+from .images import IMAGE_SUFFIXES, check_image_header, load_image
 
 __all__ = ["VIDEO_SUFFIXES", "is_video", "list_frames", "read_video", "VideoWriter", "FrameFolderWriter"]
 
@@ -40,7 +40,7 @@ def read_video(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
     """Open a video: (iterator of (H, W, 3) uint8 RGB frames, frames per second, frame count or 0 if unknown).
 
     Raises:
-        ImageLoadError: unreadable or corrupt video.
+        ImageLoadError: unreadable or corrupt video, or frames too large (checked from the metadata, before decoding).
     """
     import imageio.v2 as iio
 
@@ -49,6 +49,13 @@ def read_video(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
         meta = reader.get_meta_data()
     except Exception as exc:  # imageio raises many types for broken files
         raise ImageLoadError(f"{path}: cannot read video ({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    size = meta.get("size") or meta.get("source_size")
+    if size:
+        try:
+            check_image_header(Path(path), int(size[0]), int(size[1]))  # each frame, before any is decoded
+        except ImageLoadError:
+            reader.close()
+            raise
     fps = float(meta.get("fps") or 25.0)
     try:
         count = int(reader.count_frames())

@@ -404,3 +404,17 @@ def test_check_weights_normalises_without_overflow():
     with pytest.raises(ValueRangeError):
         check_weights([True, "x"])
     assert json.dumps(check_weights([2, 2]))
+
+
+def test_video_frames_too_large_are_refused_before_decoding(tmp_path, monkeypatch):
+    iio = pytest.importorskip("imageio.v2")
+    pytest.importorskip("imageio_ffmpeg")
+    from adain_core.video import read_video
+
+    clip = tmp_path / "clip.mp4"
+    with iio.get_writer(str(clip), format="FFMPEG", fps=5, codec="libx264", macro_block_size=1) as w:
+        for _ in range(2):
+            w.append_data(np.zeros((32, 48, 3), np.uint8))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(ImageLoadError, match=r"clip.mp4: 48x32 is 0 megapixels, more than"):
+        read_video(clip)

@@ -370,3 +370,23 @@ def test_modules_planted_in_the_runtime_folder_never_run(assets, tmp_path):
         assert not marker.exists()
     finally:
         client.shutdown()
+
+
+def test_queued_job_repeats_its_progress_so_clients_do_not_time_out(server, assets, monkeypatch):
+    """While another job holds the compute lock, a waiting job sends ``queued`` again every HEARTBEAT seconds."""
+    import adain_core.worker.server as server_module
+
+    monkeypatch.setattr(server_module, "HEARTBEAT", 0.2)
+    srv = server(idle_timeout=0)
+    image = assets["content"]
+    assert srv._compute.acquire(timeout=5)  # as if a long job were running
+    try:
+        with _raw(srv) as sock:
+            send_message(sock, _stylize_header(assets, image.shape), image.tobytes())
+            stages, started = [], time.monotonic()
+            while len(stages) < 4:
+                reply, _ = recv_message(sock, timeout=5)
+                stages.append(reply["stage"])
+            assert stages == ["queued"] * 4 and time.monotonic() - started < 5
+    finally:
+        srv._compute.release()

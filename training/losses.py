@@ -105,15 +105,15 @@ def unit_directions(n: int, channels: int = 3, seed: int = 0, device: torch.devi
 
 
 def _quantiles(sorted_proj: Tensor, n: int) -> Tensor:
-    """Resample sorted projections (B, N, D) at ``n`` evenly spaced quantiles (linear interpolation)."""
-    m = sorted_proj.shape[1]
+    """Resample sorted projections (B, D, N) at ``n`` evenly spaced quantiles (linear interpolation)."""
+    m = sorted_proj.shape[-1]
     if m == n:
         return sorted_proj
     pos = torch.linspace(0, m - 1, n, device=sorted_proj.device)
     lo = pos.floor().long()
     hi = (lo + 1).clamp_max(m - 1)
-    frac = (pos - lo.float()).reshape(1, n, 1)
-    return sorted_proj[:, lo] * (1 - frac) + sorted_proj[:, hi] * frac
+    frac = pos - lo.float()
+    return sorted_proj[..., lo] * (1 - frac) + sorted_proj[..., hi] * frac
 
 
 def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> Tensor:
@@ -128,8 +128,8 @@ def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> Tensor:
         (B,) mean absolute difference of the sorted projections (in the images' units, e.g. [0, 1] RGB).
         0 when the two pixel distributions are equal. Differentiable in ``a`` and ``b``.
     """
-    d = directions.to(device=a.device, dtype=torch.float32)
-    pa = (a.float().flatten(2).transpose(1, 2) @ d).sort(dim=1).values  # (B, N, D)
-    pb = (b.float().flatten(2).transpose(1, 2) @ d).sort(dim=1).values
-    n = min(pa.shape[1], pb.shape[1])
+    d = directions.to(device=a.device, dtype=torch.float32).T  # (D, C)
+    pa = (d @ a.float().flatten(2)).sort(dim=-1).values  # (B, D, N): sorting along the last dim is the fast one
+    pb = (d @ b.float().flatten(2)).sort(dim=-1).values
+    n = min(pa.shape[-1], pb.shape[-1])
     return (_quantiles(pa, n) - _quantiles(pb, n)).abs().mean(dim=(1, 2))

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, hosts
 from .cards import CARD_SUFFIX, StyleCard, mix
 from .color import COLOR_MODES
 from .device import PRECISIONS
-from .errors import AdaINError, ModelError
+from .errors import AdaINError
 
 __all__ = ["main", "build_parser"]
 
@@ -125,12 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("install", help="install a host integration")
     isub = i.add_subparsers(dest="host", required=True)
-    ig = isub.add_parser("gimp", help="install the GIMP 3 plug-in for this user")
-    ig.add_argument("--dest", type=Path, help="GIMP plug-ins folder (default: the user's GIMP 3 plug-ins folder)")
-    ig.add_argument("--python", type=Path, help="engine Python to record (default: $ADAIN_PYTHON or this Python)")
-    ig.add_argument("--link", action="store_true", help="symlink the plug-in folder instead of copying it")
-    ib = isub.add_parser("blender", help="build the Blender extension zip")
-    ib.add_argument("--zip", type=Path, required=True, help="output .zip path")
+    for name, installer in hosts.installers().items():
+        installer.add_arguments(isub.add_parser(name, help=installer.help))
     return parser
 
 
@@ -272,19 +268,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    if args.host == "gimp":
-        from .worker import config
-        from .worker.install import install_gimp_plugin
-
-        print(install_gimp_plugin(args.dest, python=args.python, link=args.link))
-        print(f"engine Python recorded in {config.config_path()}; restart GIMP")
-    else:
-        try:
-            from blender_addon.build import build_blender_zip
-        except ImportError:
-            raise ModelError("the Blender add-on sources are not part of this installation; build the zip from a "
-                             "source checkout") from None
-        print(build_blender_zip(args.zip))
+    for line in hosts.installers()[args.host].install(args):
+        print(line)
     return 0
 
 

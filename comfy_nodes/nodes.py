@@ -1,5 +1,5 @@
 """The AdaIN nodes (ComfyUI V3 schema). Each node validates its inputs, converts at the boundary
-(:mod:`.convert`) and calls ``adain_core``; no model math happens here."""
+(:mod:`.layout`) and calls ``adain_core``; no model math happens here."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing_extensions import override
 import adain_core
 
 from . import models
-from .convert import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
+from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
 
 __all__ = [
     "AdaINModelLoader",

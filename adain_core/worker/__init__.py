@@ -48,6 +48,8 @@ Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes throu
 the input shows through (a pixel-space blend).
 """
 
+from pathlib import Path
+
 from . import client, config, protocol
 from .client import (
     EngineError,
@@ -60,4 +62,16 @@ from .client import (
     resolve_engine_python,
 )
 
-__all__ = [*client.__all__, "config", "protocol"]
+__all__ = [*client.__all__, "config", "protocol", "BUNDLED_NAME", "client_files"]
+
+#: The package name under which hosts without the engine (GIMP, Blender) carry a copy of this client.
+BUNDLED_NAME = "adain_worker"
+_CLIENT_FILES = ("__init__.py", "client.py", "config.py", "protocol.py")
+
+
+def client_files() -> list[Path]:
+    """The standard-library-only files of this package (the client side; ``server.py`` and ``__main__.py`` need
+    torch), which an adapter's installer copies into its host as the package :data:`BUNDLED_NAME`, imported there
+    like any package (no path loading)."""
+    here = Path(__file__).resolve().parent
+    return [here / name for name in _CLIENT_FILES]

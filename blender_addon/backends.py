@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Access to the adain_core engine: in-process when ``import adain_core`` works in Blender's Python, otherwise through
+"""Picks the engine backend: in-process when ``import adain_core`` works in Blender's Python, otherwise through
 the engine worker (a separate process in the engine's Python, driven by the stdlib-only client of
 ``adain_core.worker``, which the extension zip carries as ``adain_worker``).
 
@@ -10,12 +10,9 @@ styles as ``(image file path, weight)`` pairs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -40,6 +37,12 @@ class EngineCancelled(EngineFailure):
 _lock = threading.Lock()
 _backends: dict[tuple, object] = {}
 _status = ""
+
+
+def current():
+    """The backend in use (the last one :func:`get_backend` made), or ``None``."""
+    with _lock:
+        return next(iter(_backends.values()), None)
 
 
 def last_status() -> str:
@@ -164,37 +167,20 @@ class WorkerBackend:
             results.close()  # the worker forgets the sequence
 
 
-def _load_package(name: str, directory: Path):
-    """Import the package in ``directory`` under ``name`` (relative imports inside it keep working)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
-                                                  submodule_search_locations=[str(directory)])
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {directory}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def worker_client_module():
-    """The stdlib-only worker client: the copy the extension zip carries, else the one of a source checkout."""
+    """The stdlib-only worker client: the copy the extension zip carries (``adain_worker``), else the engine's own
+    when ``adain_core`` imports here (a development setup)."""
     bundled = f"{__package__}.adain_worker"
     try:
         return importlib.import_module(bundled)
     except ModuleNotFoundError as exc:
         if exc.name != bundled:
             raise
-    checkout = Path(__file__).resolve().parent.parent / "adain_core" / "worker"
-    if (checkout / "client.py").is_file():
-        return _load_package("_adain_worker_client", checkout)
-    raise EngineUnavailable("this AdaIN Style Transfer install lacks the engine worker client (adain_worker/): "
-                            "reinstall the extension zip built by `adain install blender --zip`")
+    try:
+        return importlib.import_module("adain_core.worker")
+    except ImportError:
+        raise EngineUnavailable("this AdaIN Style Transfer install lacks the engine worker client (adain_worker/): "
+                                "reinstall the extension zip built by `adain install blender --zip`") from None
 
 
 def _in_process_importable() -> tuple[bool, str]:

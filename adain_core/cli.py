@@ -12,10 +12,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__, hosts
-from .cards import CARD_SUFFIX, StyleCard, mix
-from .color import COLOR_MODES
-from .device import PRECISIONS
+from .cards import StyleCard, mix
 from .errors import AdaINError
+from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES, is_card_path
 
 __all__ = ["main", "build_parser"]
 
@@ -54,7 +53,7 @@ def _alpha(text: str) -> float:
 
 
 def _tile(text: str) -> str | int:
-    if text in ("auto", "off"):
+    if text in TILE_MODES:
         return text
     try:
         return int(text)
@@ -143,7 +142,7 @@ def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def _card_for(engine, spec: str, size: int) -> StyleCard:  # type: ignore[no-untyped-def]
     path = Path(spec)
-    if path.name.endswith(".safetensors"):
+    if is_card_path(path):
         return StyleCard.load(path, engine.encoder_id)
     return engine.encode_style(path, size=size)
 

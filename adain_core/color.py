@@ -7,9 +7,9 @@ import torch
 from kornia.color import rgb_to_yuv, yuv_to_rgb
 from torch import Tensor
 
-__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
+from .vocabulary import COLOR_MODES
 
-COLOR_MODES = ("style", "preserve", "luminance")
+__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
 
 
 def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,12 +16,12 @@ import folder_paths
 from comfy import model_management
 
 import adain_core
+from adain_core.vocabulary import CARD_SUFFIX, MODEL_SUFFIXES, WEIGHTS_SUFFIX
 
 __all__ = [
     "BUNDLED_DEFAULT",
     "MODEL_FOLDER",
     "STYLE_FOLDER",
-    "CARD_SUFFIX",
     "register_folders",
     "model_choices",
     "style_card_choices",
@@ -33,9 +33,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FOLDER = "adain"
 STYLE_FOLDER = "adain_styles"
-CARD_SUFFIX = ".adainstyle.safetensors"
 BUNDLED_DEFAULT = "default (bundled)"
-MODEL_EXTENSIONS = {".safetensors", ".pth"}
 _CACHE_SIZE = 2
 
 # Keyed by (resolved path, mtime_ns, size, device): a file replaced in place is reloaded, an unchanged one never is.
@@ -49,8 +47,8 @@ def register_folders() -> None:
     """Register ``adain`` and ``adain_styles`` with ``folder_paths``, keeping paths the user added (extra_model_paths)."""
     models_dir = os.path.join(folder_paths.models_dir, "adain")
     styles_dir = os.path.join(models_dir, "styles")
-    _register(MODEL_FOLDER, [models_dir], MODEL_EXTENSIONS)
-    _register(STYLE_FOLDER, [styles_dir, folder_paths.get_output_directory()], {".safetensors"})
+    _register(MODEL_FOLDER, [models_dir], set(MODEL_SUFFIXES))
+    _register(STYLE_FOLDER, [styles_dir, folder_paths.get_output_directory()], {WEIGHTS_SUFFIX})
 
 
 def _register(name: str, defaults: list[str], extensions: set[str]) -> None:

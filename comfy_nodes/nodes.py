@@ -15,6 +15,7 @@ from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 import adain_core
+from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
 
 from . import models
 from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
@@ -37,9 +38,7 @@ CATEGORY = "style_transfer/AdaIN"
 AdaINModel = io.Custom("ADAIN_MODEL")
 AdaINStyle = io.Custom("ADAIN_STYLE")
 
-COLOR_MODES = ["style", "preserve", "luminance"]
-TILE_CHOICES = ["auto", "off", "256", "384", "512", "768", "1024", "1536", "2048"]
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+TILE_CHOICES = [*TILE_MODES, "256", "384", "512", "768", "1024", "1536", "2048"]
 MIN_OOM_TILE = 128
 # torch < 2.5 has only the CUDA class; ComfyUI's OOM_EXCEPTION is plain Exception on CPU, far too broad to catch.
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -82,7 +81,7 @@ class AdaINModelLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "precision",
-                    options=PRECISIONS,
+                    options=list(PRECISIONS),
                     default="auto",
                     tooltip="Compute precision. auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. fp32 "
                     "is the reference; half precision halves memory and is faster.",
@@ -243,7 +242,7 @@ class AdaINSaveStyle(io.ComfyNode):
         os.makedirs(root, exist_ok=True)
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
         os.makedirs(full_folder, exist_ok=True)
-        name = f"{filename}_{counter:05}_{models.CARD_SUFFIX}"
+        name = f"{filename}_{counter:05}_{CARD_SUFFIX}"
         style.save(os.path.join(full_folder, name))
         relative = os.path.join(subfolder, name) if subfolder else name
         logger.info("AdaIN: saved style card %s", os.path.join(full_folder, name))
@@ -355,7 +354,7 @@ class AdaINStylize(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "color",
-                    options=COLOR_MODES,
+                    options=list(COLOR_MODES),
                     default="style",
                     tooltip="style = take the style's colours; preserve = keep the content's colours (statistics "
                     "matched in RGB); luminance = transfer only brightness, keep the content's hue.",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
 
@@ -32,7 +33,6 @@ __all__ = ["WorkerServer", "main", "FEATURES", "MAX_SEQUENCES"]
 log = logging.getLogger("adain_core.worker")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
-_COLORS = ("style", "preserve", "luminance")
 #: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
 MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
@@ -519,10 +519,10 @@ def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
     if sum(s["weight"] for s in parsed_styles) <= 0:
         raise _RequestError("style weights sum to 0")
     color = header.get("color", "style")
-    if color not in _COLORS:
-        raise _RequestError(f"color must be one of {list(_COLORS)}, got {color!r}")
+    if color not in COLOR_MODES:
+        raise _RequestError(f"color must be one of {list(COLOR_MODES)}, got {color!r}")
     tile = header.get("tile", "auto")
-    if not (tile in ("auto", "off") or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
+    if not (tile in TILE_MODES or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
         raise _RequestError(f"tile must be 'auto', 'off' or a positive int, got {tile!r}")
     style_size = header.get("style_size", 512)
     if not isinstance(style_size, int) or isinstance(style_size, bool) or style_size < 16:

@@ -23,6 +23,13 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 PROC_NAME = "python-fu-adain-style-transfer"
 PLUG_IN_BINARY = "adain-style-transfer"
 TITLE = "Style Transfer (AdaIN)"
+# Mirrors adain_core.vocabulary.COLOR_MODES, which GIMP's Python cannot import (tests/test_vocabulary.py pins the
+# two): (mode, label, tooltip), the engine's default first.
+COLOR_MODES = (
+    ("style", "Style colours", "Take the colours of the style image"),
+    ("preserve", "Preserve colours", "Recolour the style to the layer's colours first"),
+    ("luminance", "Luminance only", "Stylise brightness, keep the layer's colours"),
+)
 FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
        "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")
 
@@ -241,11 +248,10 @@ class AdaINStyleTransfer(Gimp.PlugIn):
         procedure.add_double_argument("alpha", "Style _strength", "0 keeps the content, 1 is the full style",
                                       0.0, 1.0, 1.0, rw)
         colors = Gimp.Choice.new()
-        colors.add("style", 0, "Style colours", "Take the colours of the style image")
-        colors.add("preserve", 1, "Preserve colours", "Recolour the style to the layer's colours first")
-        colors.add("luminance", 2, "Luminance only", "Stylise brightness, keep the layer's colours")
+        for number, (mode, label, tooltip) in enumerate(COLOR_MODES):
+            colors.add(mode, number, label, tooltip)
         procedure.add_choice_argument("color-mode", "_Colours", "Where the result's colours come from", colors,
-                                      "style", rw)
+                                      COLOR_MODES[0][0], rw)
         procedure.add_int_argument("style-size", "St_yle size", "Shorter side of the style image in px; smaller "
                                    "gives larger brush strokes", 64, 2048, 512, rw)
         procedure.add_boolean_argument("use-selection", "Use se_lection as mask",

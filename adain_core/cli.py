@@ -14,6 +14,7 @@ from tqdm import tqdm
 from . import __version__, hosts
 from .cards import StyleCard, mix
 from .errors import AdaINError
+from .options import StylizeOptions
 from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES, is_card_path
 
 __all__ = ["main", "build_parser"]
@@ -165,13 +166,14 @@ def _stylize(args: argparse.Namespace) -> int:
     masked = any(s["mask"] is not None for s in args.styles)
     if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
         raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
+    options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
+                             style_size=args.style_size)
     engine = _load_engine(args)
-    cards = [_card_for(engine, s["style"], args.style_size) for s in args.styles]
+    cards = [_card_for(engine, s["style"], options.style_size) for s in args.styles]
     if masked:
         style = [(card, None if s["mask"] is None else load_image(s["mask"])) for card, s in zip(cards, args.styles)]
     else:
         style = mix(cards, args.weights) if len(cards) > 1 else cards[0]
-    opts = dict(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory)
     out_dir = args.out_dir or (args.output if len(args.content) > 1 else None)
 
     for content in args.content:
@@ -191,7 +193,7 @@ def _stylize(args: argparse.Namespace) -> int:
                 names = [p.with_suffix(".png").name for p in paths]
             bar = tqdm(total=count or None, desc=content.name, unit="frame")
             try:
-                for i, out in enumerate(engine.stylize_frames(frames, style, temporal=args.temporal, **opts)):
+                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal)):
                     if names is None:
                         writer.write(out)
                     else:
@@ -218,7 +220,7 @@ def _stylize(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            result = engine.stylize(image, style, progress=progress, **opts)
+            result = engine.stylize(image, style, options, progress=progress)
         finally:
             bar.close()
         save_image(result, target, overwrite=args.overwrite)

@@ -398,21 +398,11 @@ class AdaINStylize(io.ComfyNode):
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
-
-        def style_for(index: int):
-            if masks is None:
-                return style
-            region = select_frame(masks, index)
-            spec = [(style, region)]
-            if style_unmasked is not None:
-                spec.append((style_unmasked, 1.0 - region))
-            return spec
-
-        tile_size = tile if tile in ("auto", "off") else int(tile)
+        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile)
         _make_room(model, height, width)
         while True:
             try:
-                out = cls._run(model, pixels, style_for, alpha, color, tile_size, temporal)
+                out = cls._run(model, pixels, _StyleLayout(style, style_unmasked, masks), options, temporal)
                 break
             except adain_core.MemoryPreflightError as exc:
                 raise AdaINNodeError(
@@ -421,36 +411,54 @@ class AdaINStylize(io.ComfyNode):
                 ) from None
             except OUT_OF_MEMORY:
                 model_management.soft_empty_cache()
-                next_tile = 512 if not isinstance(tile_size, int) else tile_size // 2
+                next_tile = 512 if not isinstance(options.tile, int) else options.tile // 2
                 if next_tile < MIN_OOM_TILE:
                     raise AdaINNodeError(
                         f"AdaIN Stylize ran out of memory on {model.device} even with {MIN_OOM_TILE}px tiles; "
                         "use a smaller image or free memory"
                     ) from None
                 logger.warning("AdaIN Stylize: out of memory with tile=%s, retrying with %d px tiles",
-                               tile_size, next_tile)
-                tile_size = next_tile
+                               options.tile, next_tile)
+                options = options.replace(tile=next_tile)
         return io.NodeOutput(engine_to_image(out, model_management.intermediate_device()))
 
     @staticmethod
-    def _run(model, pixels: torch.Tensor, style_for, alpha: float, color: str, tile, temporal: float) -> torch.Tensor:
-        """Stylise frame by frame; with temporal > 0 each frame's content statistics are smoothed with the previous
-        frame's (the engine's ``stylize_frame`` state), so per-frame masks work with smoothing too."""
+    def _run(model, pixels: torch.Tensor, styles: _StyleLayout, options, temporal: float) -> torch.Tensor:
+        """The whole batch in one engine call; frame by frame only with temporal > 0, where each frame's content
+        statistics are smoothed with the previous frame's (the engine's ``stylize_frame`` state)."""
         batch = pixels.shape[0]
-        progress = _Progress(batch)
-        results = []
-        state = None
         try:
+            if temporal <= 0:
+                return model.stylize(pixels, styles.spec(), options, progress=_Progress(1).for_frame(0),
+                                     cancel=_cancel)
+            progress = _Progress(batch)
+            results, state = [], None
             for i in range(batch):
                 _cancel()
-                out, state = model.stylize_frame(pixels[i : i + 1], style_for(i), state=state, temporal=temporal,
-                                                 alpha=alpha, color=color, tile=tile,
-                                                 progress=progress.for_frame(i), cancel=_cancel)
-                results.append(out.to("cpu"))
+                out, state = model.stylize_frame(pixels[i : i + 1], styles.spec(i), options, state=state,
+                                                 temporal=temporal, progress=progress.for_frame(i), cancel=_cancel)
+                results.append(out)
                 progress.for_frame(i)(1, 1)
+            return torch.cat(results, dim=0)
         except adain_core.Cancelled:
             raise model_management.InterruptProcessingException() from None
-        return torch.cat(results, dim=0)
+
+
+class _StyleLayout:
+    """The node's style inputs as the engine's style spec: one card, or a masked card plus the unmasked one."""
+
+    def __init__(self, style, style_unmasked, masks: torch.Tensor | None) -> None:
+        self.style, self.style_unmasked, self.masks = style, style_unmasked, masks
+
+    def spec(self, frame: int | None = None):
+        """The spec for the whole batch, or for one ``frame`` of it."""
+        if self.masks is None:
+            return self.style
+        region = self.masks if frame is None else select_frame(self.masks, frame)
+        spec = [(self.style, region)]
+        if self.style_unmasked is not None:
+            spec.append((self.style_unmasked, 1.0 - region))
+        return spec
 
 
 NODES: list[type[io.ComfyNode]] = [

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..options import StylizeOptions
 from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
@@ -332,6 +333,8 @@ class WorkerServer:
 
         started = time.perf_counter()
         request = _parse_stylize(header, len(payload))
+        request["options"] = StylizeOptions(alpha=request["alpha"], color=request["color"], tile=request["tile"],
+                                            style_size=request["style_size"])
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -367,15 +370,14 @@ class WorkerServer:
                 rgb /= 255.0
             job.progress("stylizing", 0, 1)
             t0 = time.perf_counter()
-            options = dict(alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                           progress=lambda done, total: job.progress("stylizing", done, total),
-                           cancel=job.poll_cancel)
+            hooks = dict(progress=lambda done, total: job.progress("stylizing", done, total), cancel=job.poll_cancel)
             if sequence is None:
-                out = engine.stylize(rgb, card, **options)
+                out = engine.stylize(rgb, card, request["options"], **hooks)
             else:
                 previous = self._sequence(sequence["id"], model_key)
-                out, state = engine.stylize_frame(rgb, card, state=previous.state if previous else None,
-                                                  temporal=sequence["temporal"], **options)
+                out, state = engine.stylize_frame(rgb, card, request["options"],
+                                                  state=previous.state if previous else None,
+                                                  temporal=sequence["temporal"], **hooks)
             timings["stylize"] = time.perf_counter() - t0
             sequence_reply = None
             if sequence is not None:

@@ -13,9 +13,10 @@ from tqdm import tqdm
 
 from . import __version__, hosts
 from .cards import StyleCard, mix
+from .cache import StyleCache
 from .errors import AdaINError
 from .options import StylizeOptions
-from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES, is_card_path
+from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -141,13 +142,6 @@ def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load(args.model, device=args.device, precision=args.precision)
 
 
-def _card_for(engine, spec: str, size: int) -> StyleCard:  # type: ignore[no-untyped-def]
-    path = Path(spec)
-    if is_card_path(path):
-        return StyleCard.load(path, engine.encoder_id)
-    return engine.encode_style(path, size=size)
-
-
 def _output_name(content: Path, ext: str | None = None) -> str:
     return f"{content.stem}_stylized{ext or (content.suffix if content.suffix.lower() != '.jpeg' else '.jpg')}"
 
@@ -169,7 +163,8 @@ def _stylize(args: argparse.Namespace) -> int:
     options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
                              style_size=args.style_size)
     engine = _load_engine(args)
-    cards = [_card_for(engine, s["style"], options.style_size) for s in args.styles]
+    styles = StyleCache()
+    cards = [styles.card(engine, s["style"], options.style_size)[0] for s in args.styles]
     if masked:
         style = [(card, None if s["mask"] is None else load_image(s["mask"])) for card, s in zip(cards, args.styles)]
     else:

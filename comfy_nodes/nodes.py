@@ -15,6 +15,7 @@ from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 import adain_core
+from adain_core.fingerprint import file_identity
 from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
 
 from . import models
@@ -50,11 +51,10 @@ class AdaINNodeError(RuntimeError):
 
 
 def _file_fingerprint(path: str | None) -> tuple:
-    """(path, mtime, size) so that ComfyUI re-runs a loader when the file behind an unchanged name changes."""
+    """The engine's file identity, so that ComfyUI re-runs a loader when the file behind an unchanged name changes."""
     if path is None or not os.path.isfile(path):
         return (path, None)
-    st = os.stat(path)
-    return (path, st.st_mtime_ns, st.st_size)
+    return tuple(file_identity(path))
 
 
 class AdaINModelLoader(io.ComfyNode):

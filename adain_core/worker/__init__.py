@@ -7,8 +7,8 @@ Lifecycle
     :class:`WorkerClient` connects to the worker of its engine Python (``$ADAIN_PYTHON``, the config file written by
     ``adain install gimp``, or the current interpreter) and starts it when none runs:
     ``<python> -m adain_core.worker --directory DIR --name worker-<hash of the python path>``, detached, logging to
-    ``DIR/<name>.log``. The worker keeps up to 2 models and 64 style cards in memory (cards keyed by the style file's
-    sha256 + size, the style size and the colour mode) and exits after ``--idle-timeout`` seconds without requests
+    ``DIR/<name>.log``. The worker keeps up to 2 models and 64 style cards in memory (:mod:`adain_core.cache`: cards keyed
+    by the style file's identity and the style size) and exits after ``--idle-timeout`` seconds without requests
     (default 600, ``$ADAIN_WORKER_IDLE_TIMEOUT``). If a worker dies during a job the client starts a new one and
     retries once, then raises :class:`WorkerCrashed` naming the log.
 

@@ -7,7 +7,6 @@ an idle timeout. Runs in the engine's Python (torch, numpy); jobs run one at a t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -18,12 +17,12 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import LRU, EngineCache, StyleCache, model_key
 from ..options import StylizeOptions
 from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
@@ -50,24 +49,6 @@ class _ClientGone(Exception):
     """The client cancelled or closed its connection while its job ran."""
 
 
-class _LRU(OrderedDict):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def lookup(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def store(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 @dataclass
 class _Sequence:
     """The temporal state of one frame sequence: the engine's running content statistics after its last frame."""
@@ -76,12 +57,6 @@ class _Sequence:
     state: Any  # adain_core.engine.FrameState
     frames: int
     last_used: float
-
-
-def _file_identity(path: str) -> tuple[str, int, int]:
-    resolved = os.path.realpath(path)
-    info = os.stat(resolved)
-    return resolved, info.st_size, info.st_mtime_ns
 
 
 class _Job:
@@ -134,10 +109,9 @@ class WorkerServer:
         self.name = name
         self.idle_timeout = idle_timeout
         self.device = device
-        self.engines: _LRU = _LRU(2)
-        self.cards: _LRU = _LRU(64)
-        self.sequences: _LRU = _LRU(MAX_SEQUENCES)
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        self.engines = EngineCache(2)
+        self.cards = StyleCache(64)
+        self.sequences: LRU[_Sequence] = LRU(MAX_SEQUENCES)
         self._compute = threading.Lock()
         self._state = threading.Lock()
         self._active = 0
@@ -279,14 +253,14 @@ class WorkerServer:
                 "engine_version": getattr(adain_core, "__version__", "unknown"), "features": list(FEATURES)}
 
     def _stats(self) -> dict[str, Any]:
-        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines],
+        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines.keys()],
                 "cards": len(self.cards), "sequences": len(self.sequences), "jobs_done": self.jobs_done}
 
     # ---------------------------------------------------------------- frame sequences
     def _sequence(self, sequence_id: str, model_key: tuple[Any, ...]) -> _Sequence | None:
         """The live state of ``sequence_id``, or None: unknown, idle longer than the idle timeout, or another model."""
         with self._state:
-            entry = self.sequences.lookup(sequence_id)
+            entry = self.sequences.get(sequence_id)
         if entry is None:
             return None
         stale = self.idle_timeout > 0 and time.monotonic() - entry.last_used > self.idle_timeout
@@ -294,7 +268,7 @@ class WorkerServer:
 
     def _end_sequence(self, sequence_id: Any) -> bool:
         with self._state:
-            return self.sequences.pop(sequence_id, None) is not None if isinstance(sequence_id, str) else False
+            return self.sequences.pop(sequence_id) is not None if isinstance(sequence_id, str) else False
 
     def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> None:
         job = _Job(conn)
@@ -386,7 +360,7 @@ class WorkerServer:
                 job.check()
                 frames = previous.frames + 1 if previous else 1
                 with self._state:
-                    self.sequences.store(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
+                    self.sequences.put(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
                 sequence_reply = {"id": sequence["id"], "frames": frames}
         finally:
             self._compute.release()
@@ -412,57 +386,20 @@ class WorkerServer:
         return reply, memoryview(out).cast("B")
 
     def _engine(self, model: str, job: _Job) -> tuple[Any, bool, tuple[Any, ...]]:
-        import adain_core
+        def loading() -> None:
+            job.progress("loading model")
+            log.info("loading model %s", model)
 
-        key = _file_identity(model) if os.path.exists(model) else (model,)
-        engine = self.engines.lookup(key)
-        if engine is not None:
-            return engine, True, key
-        job.progress("loading model")
-        log.info("loading model %s", model)
-        engine = adain_core.load(model, device=self.device)
-        self.engines.store(key, engine)
-        return engine, False, key
-
-    def _sha256(self, path: str) -> tuple[str, int]:
-        try:
-            identity = _file_identity(path)
-        except OSError:
-            import adain_core
-
-            raise adain_core.ImageLoadError(f"style image not found: {path}") from None
-        digest = self._hashes.get(identity)
-        if digest is None:
-            h = hashlib.sha256()
-            with open(identity[0], "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            digest = self._hashes[identity] = h.hexdigest()
-        return digest, identity[1]
+        engine, hit = self.engines.get(model, device=self.device, before_load=loading)
+        return engine, hit, model_key(model)
 
     def _card(self, engine: Any, request: dict[str, Any], job: _Job) -> tuple[Any, list[bool]]:
-        import adain_core
+        def encoding() -> None:
+            job.check()
+            job.progress("encoding style")
 
-        cards, hits = [], []
-        for style in request["styles"]:
-            digest, size = self._sha256(style["path"])
-            key = (engine.encoder_id, digest, size, request["style_size"], request["color"])
-            card = self.cards.lookup(key)
-            hits.append(card is not None)
-            if card is None:
-                job.check()
-                job.progress("encoding style")
-                path = style["path"]
-                if path.endswith(".safetensors"):
-                    card = adain_core.StyleCard.load(path)
-                else:
-                    card = engine.encode_style(path, size=request["style_size"])
-                self.cards.store(key, card)
-            cards.append(card)
-        if len(cards) == 1:
-            return cards[0], hits
-        weights = [style["weight"] for style in request["styles"]]
-        return adain_core.mix(cards, weights), hits
+        styles = [(style["path"], style["weight"]) for style in request["styles"]]
+        return self.cards.mixed(engine, styles, request["options"].style_size, before_encode=encoding)
 
 
 def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:

@@ -41,6 +41,9 @@ AdaINStyle = io.Custom("ADAIN_STYLE")
 
 TILE_CHOICES = [*TILE_MODES, "256", "384", "512", "768", "1024", "1536", "2048"]
 MIN_OOM_TILE = 128
+# Without temporal smoothing, images go to the engine in groups of up to MAX_GROUP images and GROUP_PIXELS pixels.
+MAX_GROUP = 8
+GROUP_PIXELS = 2**20
 # torch < 2.5 has only the CUDA class; ComfyUI's OOM_EXCEPTION is plain Exception on CPU, far too broad to catch.
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 ROOM_SIDE = 1024  # on a GPU, ask ComfyUI to unload other models until one pass of this size fits
@@ -424,13 +427,23 @@ class AdaINStylize(io.ComfyNode):
 
     @staticmethod
     def _run(model, pixels: torch.Tensor, styles: _StyleLayout, options, temporal: float) -> torch.Tensor:
-        """The whole batch in one engine call; frame by frame only with temporal > 0, where each frame's content
+        """Groups of images per engine call; frame by frame only with temporal > 0, where each frame's content
         statistics are smoothed with the previous frame's (the engine's ``stylize_frame`` state)."""
-        batch = pixels.shape[0]
+        batch, _, height, width = pixels.shape
         try:
             if temporal <= 0:
-                return model.stylize(pixels, styles.spec(), options, progress=_Progress(1).for_frame(0),
-                                     cancel=_cancel)
+                # Whole groups of images per engine call; the groups stay small enough that an interrupt
+                # (checked between calls and between tiles) is noticed soon.
+                step = max(1, min(MAX_GROUP, GROUP_PIXELS // (height * width)))
+                starts = range(0, batch, step)
+                progress = _Progress(len(starts))
+                results = []
+                for index, start in enumerate(starts):
+                    _cancel()
+                    group = slice(start, start + step)
+                    results.append(model.stylize(pixels[group], styles.spec(group), options,
+                                                 progress=progress.for_frame(index), cancel=_cancel))
+                return torch.cat(results, dim=0)
             progress = _Progress(batch)
             results, state = [], None
             for i in range(batch):
@@ -450,11 +463,14 @@ class _StyleLayout:
     def __init__(self, style, style_unmasked, masks: torch.Tensor | None) -> None:
         self.style, self.style_unmasked, self.masks = style, style_unmasked, masks
 
-    def spec(self, frame: int | None = None):
-        """The spec for the whole batch, or for one ``frame`` of it."""
+    def spec(self, frames: int | slice):
+        """The spec for one frame, or a slice of frames, of the batch."""
         if self.masks is None:
             return self.style
-        region = self.masks if frame is None else select_frame(self.masks, frame)
+        if isinstance(frames, int):
+            region = select_frame(self.masks, frames)
+        else:
+            region = self.masks[frames] if self.masks.shape[0] > 1 else self.masks
         spec = [(self.style, region)]
         if self.style_unmasked is not None:
             spec.append((self.style_unmasked, 1.0 - region))

@@ -16,11 +16,11 @@ from torch import Tensor
 from .errors import CardError, ValueRangeError
 from .store import save_safetensors_atomic
 from .validate import check_stats, check_uint8_image, check_weights
+from .vocabulary import CARD_SUFFIX
 
 __all__ = ["CARD_FORMAT", "CARD_SUFFIX", "StyleCard", "mix"]
 
 CARD_FORMAT = "adain-style-card/1"
-CARD_SUFFIX = ".adainstyle.safetensors"
 
 
 @dataclass

@@ -23,6 +23,7 @@ from torch import Tensor
 from .files import naming, publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
+from .fingerprint import sha256_file
 from .networks import ARCHS, Encoder, build_decoder, build_encoder
 from .validate import check_name, check_state_finite
 
@@ -73,15 +74,6 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("adain", appauthor=False))
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import math
@@ -22,12 +21,14 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import LRU, EngineCache, StyleCache, model_key
+from ..options import StylizeOptions
+from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
                        recv_header, recv_message, recv_payload, send_message)
@@ -51,7 +52,6 @@ _CANCEL_FRAME_TIMEOUT = 1.0
 HEARTBEAT = 10.0
 #: a refused request whose payload does not match its header is drained only up to this size, else disconnected.
 _DRAIN_LIMIT = 1 << 20
-_COLORS = ("style", "preserve", "luminance")
 #: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
 MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
@@ -89,24 +89,6 @@ class _ClientGone(Exception):
     """The client cancelled or closed its connection while its job ran."""
 
 
-class _LRU(OrderedDict):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def lookup(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def store(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 @dataclass
 class _Sequence:
     """The temporal state of one frame sequence: the engine's running content statistics after its last frame."""
@@ -115,12 +97,6 @@ class _Sequence:
     state: Any  # adain_core.engine.FrameState
     frames: int
     last_used: float
-
-
-def _file_identity(path: str) -> tuple[str, int, int]:
-    resolved = os.path.realpath(path)
-    info = os.stat(resolved)
-    return resolved, info.st_size, info.st_mtime_ns
 
 
 class _Job:
@@ -218,10 +194,9 @@ class WorkerServer:
         self.max_memory = _default_memory_budget() if max_memory is None else int(max_memory)
         self.max_connections = max_connections
         self._reserved = 0  # payload bytes currently held by connections (guarded by _state)
-        self.engines: _LRU = _LRU(2)
-        self.cards: _LRU = _LRU(64)
-        self.sequences: _LRU = _LRU(MAX_SEQUENCES)
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        self.engines = EngineCache(2)
+        self.cards = StyleCache(64)
+        self.sequences: LRU[_Sequence] = LRU(MAX_SEQUENCES)
         self._compute = threading.Lock()
         self._state = threading.Lock()
         self._active = 0
@@ -413,14 +388,14 @@ class WorkerServer:
                 "engine_version": getattr(adain_core, "__version__", "unknown"), "features": list(FEATURES)}
 
     def _stats(self) -> dict[str, Any]:
-        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines],
+        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines.keys()],
                 "cards": len(self.cards), "sequences": len(self.sequences), "jobs_done": self.jobs_done}
 
     # ---------------------------------------------------------------- frame sequences
     def _sequence(self, sequence_id: str, model_key: tuple[Any, ...]) -> _Sequence | None:
         """The live state of ``sequence_id``, or None: unknown, idle longer than the idle timeout, or another model."""
         with self._state:
-            entry = self.sequences.lookup(sequence_id)
+            entry = self.sequences.get(sequence_id)
         if entry is None:
             return None
         stale = self.idle_timeout > 0 and time.monotonic() - entry.last_used > self.idle_timeout
@@ -428,7 +403,7 @@ class WorkerServer:
 
     def _end_sequence(self, sequence_id: Any) -> bool:
         with self._state:
-            return isinstance(sequence_id, str) and self.sequences.pop(sequence_id, None) is not None
+            return isinstance(sequence_id, str) and self.sequences.pop(sequence_id) is not None
 
     def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload_size: int) -> None:
         """Validate the request, then read its payload against the memory budget, run the job and answer.
@@ -499,6 +474,8 @@ class WorkerServer:
         import numpy as np
 
         started = time.perf_counter()
+        request["options"] = StylizeOptions(alpha=request["alpha"], color=request["color"], tile=request["tile"],
+                                            style_size=request["style_size"])
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -515,7 +492,8 @@ class WorkerServer:
         for name, array in (("image", image), ("mask", mask)):
             if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
                 raise _RequestError(f"{name} contains NaN or infinite values")
-        digests = [self._sha256(style["path"]) for style in request["styles"]]
+        for style in request["styles"]:
+            _check_style_file(style["path"])
 
         # One job at a time: the engine already uses every core, and two models at once could exhaust memory.
         if not self._compute.acquire(blocking=False):
@@ -529,7 +507,7 @@ class WorkerServer:
             engine, model_hit, model_key = self._engine(request["model"], job)
             timings["load_model"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            card, card_hits = self._card(engine, request, digests, job)
+            card, card_hits = self._card(engine, request, job)
             timings["encode_style"] = time.perf_counter() - t0
             job.check()
 
@@ -539,15 +517,14 @@ class WorkerServer:
                 rgb /= 255.0
             job.progress("stylizing", 0, 1)
             t0 = time.perf_counter()
-            options = dict(alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                           progress=lambda done, total: job.progress("stylizing", done, total),
-                           cancel=job.poll_cancel)
+            hooks = dict(progress=lambda done, total: job.progress("stylizing", done, total), cancel=job.poll_cancel)
             if sequence is None:
-                out = engine.stylize(rgb, card, **options)
+                out = engine.stylize(rgb, card, request["options"], **hooks)
             else:
                 previous = self._sequence(sequence["id"], model_key)
-                out, state = engine.stylize_frame(rgb, card, state=previous.state if previous else None,
-                                                  temporal=sequence["temporal"], **options)
+                out, state = engine.stylize_frame(rgb, card, request["options"],
+                                                  state=previous.state if previous else None,
+                                                  temporal=sequence["temporal"], **hooks)
             timings["stylize"] = time.perf_counter() - t0
             sequence_reply = None
             if sequence is not None:
@@ -556,7 +533,7 @@ class WorkerServer:
                 job.check()
                 frames = previous.frames + 1 if previous else 1
                 with self._state:
-                    self.sequences.store(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
+                    self.sequences.put(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
                 sequence_reply = {"id": sequence["id"], "frames": frames}
         finally:
             self._compute.release()
@@ -582,76 +559,41 @@ class WorkerServer:
         return reply, memoryview(out).cast("B")
 
     def _engine(self, model: str, job: _Job) -> tuple[Any, bool, tuple[Any, ...]]:
-        import adain_core
+        def loading() -> None:
+            job.progress("loading model")
+            log.info("loading model %s", model)
 
-        key = _file_identity(model) if os.path.exists(model) else (model,)
-        engine = self.engines.lookup(key)
-        if engine is not None:
-            return engine, True, key
-        job.progress("loading model")
-        log.info("loading model %s", model)
-        engine = adain_core.load(model, device=self.device)
-        self.engines.store(key, engine)
-        return engine, False, key
+        engine, hit = self.engines.get(model, device=self.device, before_load=loading)
+        return engine, hit, model_key(model)
 
-    def _sha256(self, path: str) -> tuple[str, int]:
-        """sha256 and size of a style file; refused unless it is a regular file of at most :data:`MAX_STYLE_FILE`.
+    def _card(self, engine: Any, request: dict[str, Any], job: _Job) -> tuple[Any, list[bool]]:
+        def encoding() -> None:
+            job.check()
+            job.progress("encoding style")
 
-        Opened without blocking (a FIFO never stalls the open) and checked on the open descriptor, so what is
-        hashed is what was checked; a file that grows past its checked size while being read is refused.
-        """
-        import adain_core
+        styles = [(style["path"], style["weight"]) for style in request["styles"]]
+        return self.cards.mixed(engine, styles, request["options"].style_size, before_encode=encoding)
 
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        except OSError as exc:
-            reason = "not found" if exc.errno == errno.ENOENT else f"cannot be opened ({exc.strerror})"
-            raise adain_core.ImageLoadError(f"style file {path}: {reason}") from None
+
+def _check_style_file(path: str) -> None:
+    """Refuse a style file that is not a regular file of at most :data:`MAX_STYLE_FILE` bytes, before a job waits
+    for the compute lock. Opened without blocking (a FIFO never stalls the open) and checked on the descriptor."""
+    import adain_core
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        reason = "not found" if exc.errno == errno.ENOENT else f"cannot be opened ({exc.strerror})"
+        raise adain_core.ImageLoadError(f"style file {path}: {reason}") from None
+    try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            os.close(fd)
-            raise adain_core.ImageLoadError(f"style file {path}: not a regular file")
-        with os.fdopen(fd, "rb") as fh:
-            if info.st_size > MAX_STYLE_FILE:
-                raise adain_core.ImageLoadError(
-                    f"style file {path}: {info.st_size} bytes, more than the {MAX_STYLE_FILE >> 20} MiB allowed")
-            identity = (os.path.realpath(path), info.st_size, info.st_mtime_ns)
-            digest = self._hashes.get(identity)
-            if digest is None:
-                h, read = hashlib.sha256(), 0
-                while chunk := fh.read(1 << 20):
-                    read += len(chunk)
-                    if read > info.st_size:
-                        raise adain_core.ImageLoadError(f"style file {path}: changed while being read")
-                    h.update(chunk)
-                digest = h.hexdigest()
-                with self._state:
-                    self._hashes[identity] = digest
-        return digest, identity[1]
-
-    def _card(self, engine: Any, request: dict[str, Any], digests: list[tuple[str, int]],
-              job: _Job) -> tuple[Any, list[bool]]:
-        import adain_core
-
-        cards, hits = [], []
-        for style, (digest, size) in zip(request["styles"], digests):
-            key = (engine.encoder_id, digest, size, request["style_size"], request["color"])
-            card = self.cards.lookup(key)
-            hits.append(card is not None)
-            if card is None:
-                job.check()
-                job.progress("encoding style")
-                path = style["path"]
-                if path.endswith(".safetensors"):
-                    card = adain_core.StyleCard.load(path)
-                else:
-                    card = engine.encode_style(path, size=request["style_size"])
-                self.cards.store(key, card)
-            cards.append(card)
-        if len(cards) == 1:
-            return cards[0], hits
-        weights = [style["weight"] for style in request["styles"]]
-        return adain_core.mix(cards, weights), hits
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise adain_core.ImageLoadError(f"style file {path}: not a regular file")
+    if info.st_size > MAX_STYLE_FILE:
+        raise adain_core.ImageLoadError(
+            f"style file {path}: {info.st_size} bytes, more than the {MAX_STYLE_FILE >> 20} MiB allowed")
 
 
 def _short(value: Any) -> str:
@@ -750,10 +692,10 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
     if not 0 < total < math.inf:
         raise _RequestError(f"style weights must sum to a positive finite number, got {total}")
     color = header.get("color", "style")
-    if not isinstance(color, str) or color not in _COLORS:
-        raise _RequestError(f"color must be one of {list(_COLORS)}, got {_short(color)}")
+    if not isinstance(color, str) or color not in COLOR_MODES:
+        raise _RequestError(f"color must be one of {list(COLOR_MODES)}, got {_short(color)}")
     tile = header.get("tile", "auto")
-    if not (tile in ("auto", "off") or (isinstance(tile, int) and not isinstance(tile, bool) and 0 < tile <= _MAX_SIDE)):
+    if not (tile in TILE_MODES or (isinstance(tile, int) and not isinstance(tile, bool) and 0 < tile <= _MAX_SIDE)):
         raise _RequestError(f"tile must be 'auto', 'off' or an int in 1..{_MAX_SIDE}, got {_short(tile)}")
     style_size = header.get("style_size", 512)
     if (not isinstance(style_size, int) or isinstance(style_size, bool)

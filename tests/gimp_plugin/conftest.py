@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from gimp_plugin.install import install_plugin_files
+
 REPO = Path(__file__).resolve().parents[2]
 GIMP_SH = REPO / ".ci" / "hosts" / "gimp.sh"
 CACHE = Path(os.environ.get("ADAIN_HOST_CACHE") or Path.home() / ".cache" / "adain-hosts")
 ENGINE_PYTHON = CACHE / "venv" / "bin" / "python"
-PLUGIN_DIR = REPO / "gimp_plugin"
 
 
 @dataclass
@@ -24,7 +25,8 @@ class GimpHost:
 
     def run_batch(self, work: Path, params: dict, *, env: dict[str, str] | None = None, gui: bool = False,
                   binds: list[Path] = (), timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        """Run tests/gimp_plugin/gimp_batch.py in gimp-console-3.0 with our plug-in folder and an isolated profile.
+        """Run tests/gimp_plugin/gimp_batch.py in gimp-console-3.0 with our plug-in, installed as
+        ``adain install gimp`` does into ``work/plug-ins``, and an isolated profile.
 
         ``work`` and ``binds`` are bound into the GIMP root at the same paths; results come back in
         ``work/results.json``.
@@ -33,8 +35,11 @@ class GimpHost:
         config_dir, home = work / "gimp-config", work / "home"
         config_dir.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
+        plugins = work / "plug-ins"
+        if not plugins.exists():
+            install_plugin_files(plugins)
         (config_dir / "gimprc").write_text(
-            f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{PLUGIN_DIR}")\n')
+            f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{plugins}")\n')
         params = dict(params, work=str(work))
         (work / "params.json").write_text(json.dumps(params))
         variables = {

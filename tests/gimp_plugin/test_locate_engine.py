@@ -28,25 +28,18 @@ def plugin(monkeypatch):
     gi = types.SimpleNamespace(require_version=lambda *args: None, repository=repository)
     monkeypatch.setitem(sys.modules, "gi", gi)
     monkeypatch.setitem(sys.modules, "gi.repository", repository)
-    monkeypatch.delitem(sys.modules, "_adain_worker", raising=False)
     spec = importlib.util.spec_from_file_location("_adain_gimp_plugin", PLUGIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("_adain_worker", None)
+    return module
 
 
 def test_engine_is_not_taken_from_gimps_working_directory(plugin, tmp_path, monkeypatch):
-    import adain_core
-
     marker = tmp_path / "PLANTED"
     planted = tmp_path / "cwd" / "adain_core" / "worker"
     planted.mkdir(parents=True)
-    (planted.parent / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    for name in ("__init__.py", "client.py"):
-        (planted / name).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    for path in (planted.parent / "__init__.py", planted / "__init__.py"):
+        path.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
     monkeypatch.chdir(tmp_path / "cwd")
-    worker = plugin.load_worker_client(sys.executable)
+    plugin.check_engine(sys.executable)  # the installed engine is found, the planted one never runs
     assert not marker.exists()
-    assert Path(worker.__file__).resolve().parent == Path(adain_core.__file__).resolve().parent / "worker"
-    assert hasattr(worker, "WorkerClient")

@@ -12,7 +12,7 @@ from .adain import AdaIN, adain, blend_alpha, calc_mean_std, masked_mean_std
 from .cards import StyleCard, mix
 from .engine import Engine, FrameState, load
 from .errors import (AdaINError, Cancelled, CardError, ChecksumError, ImageLoadError, MemoryPreflightError,
-                     ModelError, ShapeError, ValueRangeError)
+                     MissingDependencyError, ModelError, ShapeError, ValueRangeError)
 
 __version__ = "0.1.0"
 
@@ -20,5 +20,5 @@ __all__ = [
     "AdaIN", "adain", "blend_alpha", "calc_mean_std", "masked_mean_std",
     "StyleCard", "mix", "Engine", "FrameState", "load",
     "AdaINError", "Cancelled", "CardError", "ChecksumError", "ImageLoadError", "MemoryPreflightError",
-    "ModelError", "ShapeError", "ValueRangeError",
+    "MissingDependencyError", "ModelError", "ShapeError", "ValueRangeError",
 ]

@@ -82,7 +82,9 @@ def load_worker_client(python):
     package = found.stdout.strip()
     if found.returncode != 0 or not package:
         detail = (found.stderr.strip().splitlines() or ["adain_core is not installed there"])[-1]
-        raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). {FIX}")
+        raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). To fix it, run "
+                          f"`{python} -m pip install adain-style-transfer` (or `adain install gimp` with the Python "
+                          "that has the engine), then run the filter again.")
     worker_dir = os.path.join(package, "worker")
     spec = importlib.util.spec_from_file_location("_adain_worker", os.path.join(worker_dir, "__init__.py"),
                                                   submodule_search_locations=[worker_dir])

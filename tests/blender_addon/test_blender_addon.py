@@ -172,6 +172,7 @@ def test_no_engine_reports_error_and_writes_nothing_then_worker_works(run_sessio
     assert report["auto"]["result"] == ["CANCELLED"]
     assert "AdaIN engine not available" in report["auto"]["error"]
     assert "Preferences" in report["auto"]["error"]
+    assert f"{bpy_python} -m pip install adain-style-transfer" in report["auto"]["error"]  # this host's Python
     assert report["files_after_auto"] == []
     assert "does not exist" in report["bad_python"]["error"]
     assert report["files_after_bad_python"] == []

@@ -333,6 +333,8 @@ def test_progress_messages_on_websocket(comfy):
     assert len(progress) >= 6, progress  # tiles of 3 frames
     values = [p["value"] / p["max"] for p in progress]
     assert values == sorted(values) and values[-1] == 1.0
+    # The style encode (the first slow step of a new style) shows progress too.
+    assert any(m["type"] == "progress" and m["data"].get("node") == "4" for m in messages), messages
     assert all(p["prompt_id"] == prompt_id for p in progress)
     assert any(m["type"] == "execution_success" for m in messages)
 

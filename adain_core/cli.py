@@ -274,7 +274,12 @@ def _models(args: argparse.Namespace) -> int:
             print(f"encoder {encoder_id}\t{origin}\t{path}")
     elif args.models_command == "fetch":
         if args.what == "encoder":
-            print(store.fetch_encoder(args.source))
+            path = store.fetch_encoder(args.source)
+            print(path)
+            difference = store.bundled_encoder_difference(path)
+            print("the bundled encoder is this conversion rounded to fp16" if difference == 0 else
+                  f"the bundled encoder differs from this conversion (max abs difference {difference:.3g}); "
+                  f"the conversion in the cache is used")
         else:
             print(store.fetch_original(args.source, base_url=args.url or store.ORIGINAL_BASE_URL))
     elif args.models_command == "info":

@@ -37,6 +37,7 @@ __all__ = [
     "encoder_path",
     "bundled_encoder_path",
     "find_encoder",
+    "bundled_encoder_difference",
     "model_origin",
     "save_encoder",
     "load_encoder",
@@ -189,6 +190,19 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
             raise ChecksumError(f"{h5.name}: sha256 {digest} does not match the expected {HED_H5_SHA256}")
         state = convert_hed_h5(h5)
     return save_encoder(state, out)
+
+
+def bundled_encoder_difference(converted: Path) -> float:
+    """Max abs difference between a conversion (e.g. :func:`fetch_encoder`'s) rounded to fp16 and the bundled
+    encoder: 0.0 when the package ships exactly that conversion.
+
+    Raises:
+        ModelError: either file is unreadable or they hold different tensors.
+    """
+    ours, bundled = _load_safetensors(Path(converted)), _load_safetensors(bundled_encoder_path())
+    if set(ours) != set(bundled):
+        raise ModelError(f"{converted}: holds other tensors than the bundled encoder {bundled_encoder_path()}")
+    return max((ours[k].to(bundled[k].dtype).float() - bundled[k].float()).abs().max().item() for k in ours)
 
 
 def load_encoder(encoder_id: str = HED_ENCODER_ID, state: dict[str, Tensor] | None = None) -> Encoder:

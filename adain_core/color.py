@@ -4,7 +4,6 @@ stylisation that keeps the content's chroma (``luminance``, in YUV via kornia)."
 from __future__ import annotations
 
 import torch
-from kornia.color import rgb_to_yuv, yuv_to_rgb
 from torch import Tensor
 
 __all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
@@ -92,6 +91,8 @@ def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
     Returns:
         (B, 3, H, W) float in [0, 1].
     """
+    from kornia.color import rgb_to_yuv, yuv_to_rgb  # only this mode needs kornia: the rest imports without it
+
     y = rgb_to_yuv(stylized.float())[:, :1]
     uv = rgb_to_yuv(content.float())[:, 1:]
     return yuv_to_rgb(torch.cat([y, uv], dim=1)).clamp(0, 1)

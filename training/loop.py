@@ -30,7 +30,7 @@ from adain_core.store import ENCODERS, load_encoder
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
-from .losses import AdaINLoss, LossWeights
+from .losses import AdaINLoss, LossWeights, identity_loss, sliced_wasserstein, unit_directions
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -116,12 +116,14 @@ class Trainer:
             written by this trainer with the same settings).
         init_decoder: start from these decoder weights (checkpoint, state dict or model file) with a fresh
             optimiser, at ``init_step`` (default: the step recorded with the weights, else 0).
-        encoder: use this encoder module instead of ``config.encoder_id`` (tests).
+        encoder: use this encoder module instead of ``config.encoder_id`` (tests, training packs).
+        folder_data: read the training images from ``config.content_dirs``/``style_dirs`` (for :meth:`run`);
+            ``False`` when the caller feeds :meth:`train_step` itself (``adain-train sprint``).
     """
 
     def __init__(self, config: TrainConfig, resume: str | Path | None = None,
                  init_decoder: str | Path | None = None, init_step: int | None = None,
-                 encoder: Encoder | None = None) -> None:
+                 encoder: Encoder | None = None, folder_data: bool = True) -> None:
         self.cfg = cfg = config
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
@@ -140,7 +142,11 @@ class Trainer:
         self.encoder.requires_grad_(False)
         arch = ENCODERS.get(cfg.encoder_id, "vgg16")
         self.decoder = build_decoder(arch).to(self.device)
-        self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=cfg.lr)
+        if cfg.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.decoder.parameters(), lr=cfg.lr,
+                                          fused=True if self.device.type == "cuda" else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16
                                            and self.device.type == "cuda")
         layers, content_weight = cfg.loss_weights()
@@ -179,7 +185,15 @@ class Trainer:
         if cfg.compile:
             self.model = torch.compile(self.model)
 
-        # data
+        self.content_paths: list[Path] = []
+        self.style_paths: list[Path] = []
+        self.manifest = ""
+        self.images: dict[str, int] = {}
+        if folder_data:
+            self._setup_folder_data()
+
+    def _setup_folder_data(self) -> None:
+        cfg = self.cfg
         self.content_paths = scan_images(cfg.content_dirs, cfg.min_side, cfg.max_per_dir, cfg.seed)
         self.style_paths = scan_images(cfg.style_dirs, cfg.min_side, cfg.max_per_dir, cfg.seed)
         self.manifest = manifest_hash(self.content_paths, self.style_paths)
@@ -187,6 +201,7 @@ class Trainer:
         self.content = ImageSource(self.content_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
         self.style = ImageSource(self.style_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
         self.dataset = PairDataset(self.content, self.style)
+        self.images = {"content": len(self.content_paths), "style": len(self.style_paths)}
         if self.is_main:
             log.info("data: %d content, %d style images (manifest %s…)", len(self.content_paths),
                      len(self.style_paths), self.manifest[:12])
@@ -200,40 +215,65 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         return self.cfg.lr / (1.0 + self.cfg.lr_decay * step)
 
-    def train_step(self, content: Tensor, style: Tensor) -> dict[str, float]:
-        """One optimisation step on a batch; returns the loss terms as floats."""
+    def train_step(self, content: Tensor, style: Tensor, as_floats: bool = True) -> dict[str, Any]:
+        """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
+        weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
+        ``identity_pixel``, ``identity_feature``, ``colour``) as floats, or as detached 0-d tensors with
+        ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead)."""
         cfg = self.cfg
         warm = self.step < cfg.warmup_steps
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
-        content = content.to(self.device, non_blocking=True)
-        style = style.to(self.device, non_blocking=True)
-        style_taps = tuple(self.loss_fn.weights.layers)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        content = content.to(self.device, non_blocking=True, memory_format=fmt)
+        style = style.to(self.device, non_blocking=True, memory_format=fmt)
+        layers = self.loss_fn.weights.layers
+        out_taps = tuple(dict.fromkeys(tuple(layers) + ("relu4_1",)))
+        k = 0 if warm or cfg.identity_pixel + cfg.identity_feature <= 0 else \
+            max(1, math.ceil(cfg.identity_fraction * content.shape[0]))
         with self._autocast():
             with torch.no_grad():
-                fc = self.encoder(content, ("relu4_1",))["relu4_1"].float()
+                fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else ("relu4_1",)).items()}
                 if warm:
-                    target, fs = fc, None
+                    target, fs = fc["relu4_1"], None
                 else:
-                    fs = {k: v.float() for k, v in self.encoder(style, TAPS).items()}
+                    fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
                     s_mean, s_std = calc_mean_std(fs["relu4_1"])
-                    target = adain(fc, s_mean, s_std)
-            out = self.model(target)
-            fo = self.encoder(out, ("relu4_1",) if warm else tuple(dict.fromkeys(style_taps + ("relu4_1",))))
-        fo = {k: v.float() for k, v in fo.items()}
+                    target = adain(fc["relu4_1"], s_mean, s_std)
+            if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
+                decoded = self.model(torch.cat([target, fc["relu4_1"][:k], fs["relu4_1"][:k]]))
+                out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
+                f_all = self.encoder(decoded, out_taps)
+                fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
+                fr = {t: v[target.shape[0]:] for t, v in f_all.items()}
+            else:
+                out = self.model(target)
+                fo = self.encoder(out, ("relu4_1",) if warm else out_taps)
+        fo = {t: v.float() for t, v in fo.items()}
         loss, parts = self.loss_fn(fo, target, fs)
         if warm:
             pixel = F.l1_loss(out.float(), content)
             parts["pixel_l1"] = pixel.detach()
             loss = loss + pixel
+        if k:
+            originals = torch.cat([content[:k], style[:k]])
+            orig_feats = {t: torch.cat([fc[t][:k], fs[t][:k]]) for t in layers}
+            pix, feat = identity_loss(recon, originals, fr, orig_feats, layers, cfg.identity_pixel,
+                                      cfg.identity_feature)
+            parts["identity_pixel"], parts["identity_feature"] = pix.detach(), feat.detach()
+            loss = loss + pix + feat
+        if cfg.colour_weight > 0 and not warm:
+            dirs = unit_directions(32, seed=self.step, device=self.device)
+            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()
+            parts["colour"] = colour.detach()
+            loss = loss + colour
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
-        result = {"loss": float(loss.detach())}
-        result.update({k: float(v) for k, v in parts.items()})
-        return result
+        result = {"loss": loss.detach(), **parts}
+        return {k: float(v) for k, v in result.items()} if as_floats else result
 
     # ------------------------------------------------------------------ bookkeeping
     def state(self) -> dict[str, Any]:
@@ -251,7 +291,7 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "wall_time": self.wall_time,
             "hardware": self.hardware,
-            "images": {"content": len(self.content_paths), "style": len(self.style_paths)},
+            "images": self.images,
             "manifest_sha256": self.manifest,
             "world_size": self.world,
             "precision": {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype],

@@ -1,4 +1,6 @@
-"""The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss)."""
+"""The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
+and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
+photo and on the painting themselves) and a colour term (sliced Wasserstein distance between RGB distributions)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from torch import Tensor, nn
 from adain_core.adain import calc_mean_std
 from adain_core.networks import TAPS
 
-__all__ = ["LossWeights", "content_loss", "style_loss_per_layer", "AdaINLoss"]
+__all__ = ["LossWeights", "content_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
+           "sliced_wasserstein", "unit_directions"]
 
 
 @dataclass
@@ -70,3 +73,63 @@ class AdaINLoss(nn.Module):
     def extra_repr(self) -> str:
         w = self.weights
         return f"style_weight={w.style_weight}, layers={w.layers}, content_weight={w.content_weight}"
+
+
+def identity_loss(recon: Tensor, image: Tensor, recon_feats: dict[str, Tensor], image_feats: dict[str, Tensor],
+                  layers: dict[str, float], pixel_weight: float, feature_weight: float) -> tuple[Tensor, Tensor]:
+    """Identity loss of an image decoded from its own relu4_1 features (the original AdaIN release's
+    style-reconstruction option, SANet's identity loss).
+
+    Args:
+        recon: (B, 3, H, W) decoded image, unclamped.
+        image: (B, 3, H, W) the image it should reproduce, in [0, 1].
+        recon_feats / image_feats: tap → (B, C, h, w) encoder features of both (the taps of ``layers``).
+        layers: tap → weight of that tap's feature MSE (the same per-layer balance as the style terms).
+        pixel_weight, feature_weight: weights of the pixel L1 and of the summed feature MSE.
+
+    Returns:
+        ``(pixel_term, feature_term)``, both weighted scalars.
+    """
+    pixel = pixel_weight * F.l1_loss(recon.float(), image.float())
+    feat = torch.zeros((), device=recon.device)
+    for tap, w in layers.items():
+        feat = feat + w * F.mse_loss(recon_feats[tap].float(), image_feats[tap].float())
+    return pixel, feature_weight * feat
+
+
+def unit_directions(n: int, channels: int = 3, seed: int = 0, device: torch.device | str = "cpu") -> Tensor:
+    """``n`` seeded random unit vectors, (channels, n) float32: the projections of :func:`sliced_wasserstein`."""
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.randn(channels, n, generator=gen)
+    return (d / d.norm(dim=0, keepdim=True)).to(device)
+
+
+def _quantiles(sorted_proj: Tensor, n: int) -> Tensor:
+    """Resample sorted projections (B, D, N) at ``n`` evenly spaced quantiles (linear interpolation)."""
+    m = sorted_proj.shape[-1]
+    if m == n:
+        return sorted_proj
+    pos = torch.linspace(0, m - 1, n, device=sorted_proj.device)
+    lo = pos.floor().long()
+    hi = (lo + 1).clamp_max(m - 1)
+    frac = pos - lo.float()
+    return sorted_proj[..., lo] * (1 - frac) + sorted_proj[..., hi] * frac
+
+
+def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> Tensor:
+    """Sliced Wasserstein-1 distance between the pixel (colour) distributions of two image batches.
+
+    Args:
+        a: (B, C, H, W) images; b: (B, C, H', W') images (any size: sorted projections are compared at
+            ``min(H·W, H'·W')`` evenly spaced quantiles).
+        directions: (C, D) unit vectors (see :func:`unit_directions`).
+
+    Returns:
+        (B,) mean absolute difference of the sorted projections (in the images' units, e.g. [0, 1] RGB).
+        0 when the two pixel distributions are equal. Differentiable in ``a`` and ``b``.
+    """
+    d = directions.to(device=a.device, dtype=torch.float32).T  # (D, C)
+    pa = (d @ a.float().flatten(2)).sort(dim=-1).values  # (B, D, N): sorting along the last dim is the fast one
+    pb = (d @ b.float().flatten(2)).sort(dim=-1).values
+    n = min(pa.shape[-1], pb.shape[-1])
+    return (_quantiles(pa, n) - _quantiles(pb, n)).abs().mean(dim=(1, 2))

@@ -17,7 +17,8 @@ import torch
 from training import cli
 from training.config import resolve_lambda
 from training.data import ImageSource, PairDataset, PairSampler, scan_images
-from training.evaluate import content_corr, feature_stats, psnr, stat_gap, style_gap_ratio
+from training.metrics import content_corr, feature_stats, psnr, stat_gap, style_gap_ratio
+from training.evaluate import METRICS, REFERENCES
 from training.loop import Trainer, make_encoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -188,10 +189,10 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
                    "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu"])
     assert rc == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["models"]) == {"ckpt", "random"}
+    assert set(results["models"]) == {"ckpt", "random", *REFERENCES}
     means = results["models"]["ckpt"]["means"]
     assert len(results["models"]["ckpt"]["pairs"]) == 4
-    assert all(k in means for k in ("style_gap_ratio", "content_corr", "recon_psnr", "seconds_per_image"))
+    assert all(k in means for k in METRICS)
     assert (tmp_path / "eval" / "sheet_ckpt.jpg").is_file()
     assert "comparison" in capsys.readouterr().out
 

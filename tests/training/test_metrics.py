@@ -1,0 +1,82 @@
+"""Evaluation metrics and the extra loss terms: identity output → gaps 1 and spread 0, output = painting → gaps 0,
+sliced Wasserstein distance properties, identity loss of a perfect reconstruction."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adain_core.networks import TAPS
+from training.losses import identity_loss, sliced_wasserstein, unit_directions
+from training.loop import make_encoder
+from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, spread, style_gap_ratio,
+                              style_vector)
+
+
+@pytest.fixture(scope="module")
+def features():
+    enc = make_encoder("random-vgg16")
+
+    def run(x):
+        with torch.no_grad():
+            return enc(x, TAPS)
+    return run
+
+
+def _img(seed: int, h: int = 48, w: int = 40) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(1, 3, 1, 1, generator=g)
+    return (base + 0.3 * torch.rand(1, 3, h, w, generator=g)).clamp(0, 1)
+
+
+def test_identity_output_scores_one_and_zero_spread(features):
+    content, style = _img(0), _img(1, 56, 48)
+    fc, fs = features(content), features(style)
+    assert style_gap_ratio(feature_stats(fc), feature_stats(fc), feature_stats(fs)) == pytest.approx(1.0)
+    assert gram_gap_ratio(fc, fc, fs) == pytest.approx(1.0)
+    assert colour_gap_ratio(content, content, style) == pytest.approx(1.0)
+    styles = [feature_stats(features(_img(s))) for s in (1, 2, 3)]
+    assert spread([feature_stats(fc)] * 3, styles) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_output_equal_to_the_style_scores_zero_and_full_spread(features):
+    content = _img(0)
+    styles = [_img(s, 56, 48) for s in (1, 2, 3)]
+    fc = features(content)
+    for s in styles:
+        fs = features(s)
+        assert style_gap_ratio(feature_stats(fs), feature_stats(fc), feature_stats(fs)) < 1e-6
+        assert gram_gap_ratio(fs, fc, fs) < 1e-6
+        assert colour_gap_ratio(s, content, s) < 1e-6
+    stats = [feature_stats(features(s)) for s in styles]
+    assert spread(stats, stats) == pytest.approx(1.0)
+
+
+def test_style_vector_is_unit_length_per_tap(features):
+    v = style_vector(feature_stats(features(_img(4))))
+    assert v.norm().item() == pytest.approx(3 ** 0.5, rel=1e-5)  # three unit-length parts
+
+
+def test_sliced_wasserstein_sees_distributions_not_positions():
+    dirs = unit_directions(64, seed=0)
+    a = torch.rand(2, 3, 16, 16)
+    shuffled = a.flatten(2)[:, :, torch.randperm(256)].reshape(2, 3, 16, 16)
+    assert sliced_wasserstein(a, shuffled, dirs).abs().max() < 1e-6
+    shift = torch.tensor([0.1, -0.2, 0.05]).reshape(1, 3, 1, 1)
+    expected = (shift.reshape(3) @ dirs).abs().mean()
+    assert torch.allclose(sliced_wasserstein(a, a + shift, dirs), expected.expand(2), atol=1e-5)
+    # different sizes compare quantiles
+    assert sliced_wasserstein(a[:1], torch.nn.functional.interpolate(a[:1], scale_factor=2), dirs)[0] < 0.02
+    b = a.clone().requires_grad_(True)
+    sliced_wasserstein(b, a + shift, dirs).sum().backward()
+    assert b.grad is not None and b.grad.abs().sum() > 0
+
+
+def test_identity_loss_is_zero_for_a_perfect_reconstruction(features):
+    img = _img(5)
+    f = features(img)
+    layers = {t: 1.0 for t in TAPS}
+    pix, feat = identity_loss(img, img, f, f, layers, 10.0, 1.0)
+    assert float(pix) == 0 and float(feat) == 0
+    pix, feat = identity_loss(img * 0.5, img, features(img * 0.5), f, layers, 10.0, 1.0)
+    assert float(pix) > 0 and float(feat) > 0

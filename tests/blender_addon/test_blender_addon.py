@@ -211,7 +211,7 @@ def test_blender_4x_with_worker(run_session, bpy4_python, bpy_python, engine, st
 
 @pytest.mark.parametrize("where", ["in-process", "worker (Blender 4.5)"])
 def test_first_use_with_the_bundled_model_and_an_empty_cache(run_session, bpy_python, bpy4_python, style_path,
-                                                             tmp_path, where):
+                                                             tmp_path, monkeypatch, where):
     """Installed from the zip, nothing configured but the style: the default model renders with an empty cache."""
     import adain_core
 
@@ -222,6 +222,7 @@ def test_first_use_with_the_bundled_model_and_an_empty_cache(run_session, bpy_py
     assert report["install"]["result"] == ["FINISHED"] and report["model"] == "default"
     assert report["still"]["error"] is None, report["still"]
     assert report["backend"] == ("WorkerBackend" if worker else "InProcessBackend")
+    monkeypatch.setenv("ADAIN_HOME", str(home))  # the same (bundled) encoder as the session's
     default = adain_core.load("default", device="cpu")
     _assert_close(_rgb(out / "still_.png"), _reference(default, style_path, out / "plain_.png"), where)
     assert not home.exists() or not any(home.rglob("*.safetensors")), "nothing may be fetched into the cache"

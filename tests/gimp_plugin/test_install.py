@@ -15,7 +15,7 @@ from PIL import Image
 pytestmark = pytest.mark.host
 
 
-def test_documented_install_then_first_run(gimp_host, tmp_path):
+def test_documented_install_then_first_run(gimp_host, tmp_path, monkeypatch):
     import adain_core
 
     work = tmp_path
@@ -40,7 +40,7 @@ def test_documented_install_then_first_run(gimp_host, tmp_path):
     scenarios = [{"id": "registration", "kind": "registration"},
                  {"id": "first-use", "kind": "filter",
                   "image": {"content": "content.raw", "size": [48, 40], "canvas": [48, 40], "offsets": [0, 0]},
-                  "args": {"style-file": str(work / "style.png"), "style-size": 48}}]
+                  "args": {"style-file": str(work / "style.png"), "style-size": 64}}]
     # The recorded Python's venv must exist inside GIMP's root (the host cache's venv may be a link to it).
     venv = gimp_host.engine_python.parent.parent.resolve()
     proc = gimp_host.run_batch(work, {"scenarios": scenarios}, env={"ADAIN_HOME": str(cache)}, plugin_dir=None,
@@ -54,8 +54,9 @@ def test_documented_install_then_first_run(gimp_host, tmp_path):
     top = outcome["layers"][0]
     got = np.frombuffer((work / top["file"]).read_bytes(), np.uint8).reshape(top["height"], top["width"], 4)
 
+    monkeypatch.setenv("ADAIN_HOME", str(cache))  # the same (bundled) encoder as the worker's
     engine = adain_core.load("default", device="cpu")
-    card = engine.encode_style(str(work / "style.png"), size=48)
+    card = engine.encode_style(str(work / "style.png"), size=64)
     out = engine.stylize(pixels[..., :3].astype(np.float32) / 255.0, card)
     expected = np.rint(np.clip(np.asarray(out, np.float32), 0, 1) * 255).astype(np.int16)
     diff = np.abs(got[..., :3].astype(np.int16) - expected)

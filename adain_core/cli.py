@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("style", type=Path, help="style image")
     cc.add_argument("-o", "--output", type=Path, required=True, help="card file (*.adainstyle.safetensors)")
     cc.add_argument("--style-size", type=int, default=512, help="shorter side of the style image in px")
-    cc.add_argument("--name", help="name stored in the card (default: the image's file name)")
+    cc.add_argument("--name", help="name stored in the card (default: the image's file stem)")
     cc.add_argument("--overwrite", action="store_true", help="replace an existing card file")
     _add_engine_options(cc)
     ci = csub.add_parser("info", help="show a card")

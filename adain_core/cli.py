@@ -11,11 +11,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import __version__
-from .cards import CARD_SUFFIX, StyleCard, mix
-from .color import COLOR_MODES
-from .device import PRECISIONS
-from .errors import AdaINError, ModelError
+from . import __version__, hosts
+from .cards import StyleCard, mix
+from .cache import StyleCache
+from .errors import AdaINError
+from .options import StylizeOptions
+from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -54,7 +55,7 @@ def _alpha(text: str) -> float:
 
 
 def _tile(text: str) -> str | int:
-    if text in ("auto", "off"):
+    if text in TILE_MODES:
         return text
     try:
         return int(text)
@@ -143,12 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("install", help="install a host integration")
     isub = i.add_subparsers(dest="host", required=True)
-    ig = isub.add_parser("gimp", help="install the GIMP 3 plug-in for this user")
-    ig.add_argument("--dest", type=Path, help="GIMP plug-ins folder (default: the user's GIMP 3 plug-ins folder)")
-    ig.add_argument("--python", type=Path, help="engine Python to record (default: $ADAIN_PYTHON or this Python)")
-    ig.add_argument("--link", action="store_true", help="symlink the plug-in folder instead of copying it")
-    ib = isub.add_parser("blender", help="build the Blender extension zip")
-    ib.add_argument("--zip", type=Path, required=True, help="output .zip path")
+    for name, installer in hosts.installers().items():
+        installer.add_arguments(isub.add_parser(name, help=installer.help))
     return parser
 
 
@@ -156,13 +153,6 @@ def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .engine import load
 
     return load(args.model, device=args.device, precision=args.precision)
-
-
-def _card_for(engine, spec: str, size: int) -> StyleCard:  # type: ignore[no-untyped-def]
-    path = Path(spec)
-    if path.name.endswith(".safetensors"):
-        return StyleCard.load(path, engine.encoder_id)
-    return engine.encode_style(path, size=size)
 
 
 def _output_name(content: Path, ext: str | None = None) -> str:
@@ -183,13 +173,15 @@ def _stylize(args: argparse.Namespace) -> int:
     masked = any(s["mask"] is not None for s in args.styles)
     if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
         raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
+    options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
+                             style_size=args.style_size)
     engine = _load_engine(args)
-    cards = [_card_for(engine, s["style"], args.style_size) for s in args.styles]
+    styles = StyleCache()
+    cards = [styles.card(engine, s["style"], options.style_size)[0] for s in args.styles]
     if masked:
         style = [(card, None if s["mask"] is None else load_image(s["mask"])) for card, s in zip(cards, args.styles)]
     else:
         style = mix(cards, args.weights) if len(cards) > 1 else cards[0]
-    opts = dict(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory)
     out_dir = args.out_dir or (args.output if len(args.content) > 1 else None)
 
     for content in args.content:
@@ -209,7 +201,7 @@ def _stylize(args: argparse.Namespace) -> int:
                 names = [p.with_suffix(".png").name for p in paths]
             bar = tqdm(total=count or None, desc=content.name, unit="frame")
             try:
-                for i, out in enumerate(engine.stylize_frames(frames, style, temporal=args.temporal, **opts)):
+                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal)):
                     if names is None:
                         writer.write(out)
                     else:
@@ -237,7 +229,7 @@ def _stylize(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            result = engine.stylize(image, style, progress=progress, **opts)
+            result = engine.stylize(image, style, options, progress=progress)
         finally:
             bar.close()
         save_image(result, target, overwrite=args.overwrite)
@@ -298,19 +290,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    if args.host == "gimp":
-        from .worker import config
-        from .worker.install import install_gimp_plugin
-
-        print(install_gimp_plugin(args.dest, python=args.python, link=args.link))
-        print(f"engine Python recorded in {config.config_path()}; restart GIMP")
-    else:
-        try:
-            from blender_addon.build import build_blender_zip
-        except ImportError:
-            raise ModelError("the Blender add-on sources are not part of this installation; build the zip from a "
-                             "source checkout") from None
-        print(build_blender_zip(args.zip))
+    for line in hosts.installers()[args.host].install(args):
+        print(line)
     return 0
 
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma"]
+from .vocabulary import COLOR_MODES
 
-COLOR_MODES = ("style", "preserve", "luminance")
+__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma", "recolor_styles", "after_pass",
+           "after_image"]
 
 
 def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
@@ -96,3 +97,37 @@ def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
     y = rgb_to_yuv(stylized.float())[:, :1]
     uv = rgb_to_yuv(content.float())[:, 1:]
     return yuv_to_rgb(torch.cat([y, uv], dim=1)).clamp(0, 1)
+
+
+# -- colour modes as hooks around the network: before encoding the style, after each pass, after the whole image --
+def recolor_styles(mode: str, style_pixels: list[Tensor], content: Tensor) -> list[list[Tensor]] | None:
+    """Before encoding: the style images to encode for each content image, or ``None`` to use the card's stats.
+
+    ``preserve`` gives every style image each content image's RGB mean and covariance (CORAL).
+
+    Args:
+        mode: a colour mode.
+        style_pixels: the card's style images, each (3, h, w) uint8.
+        content: (B, 3, H, W) float in [0, 1].
+
+    Returns:
+        ``None``, or per content image the recoloured style images, each (1, 3, h, w) float in [0, 1].
+    """
+    if mode != "preserve":
+        return None
+    c_mean, c_cov = color_stats(content)
+    return [[coral(px.float() / 255, c_mean[b], c_cov[b])[None] for px in style_pixels]
+            for b in range(content.shape[0])]
+
+
+def after_pass(mode: str, out: Tensor, content: Tensor) -> Tensor:
+    """After each decoder pass (whole image or tile): clamp to [0, 1]; ``luminance`` puts the content's chroma
+    back. ``out`` and ``content``: (B, 3, H, W) over the same pixels."""
+    out = out.clamp(0, 1)
+    return keep_chroma(out, content) if mode == "luminance" else out
+
+
+def after_image(mode: str, out: Tensor, content: Tensor) -> Tensor:
+    """After the whole image is assembled: ``preserve`` gives the result the content's RGB mean and covariance
+    (the decoder can still shift colours after the style was recoloured). (B, 3, H, W) in [0, 1]."""
+    return match_colors(out, content) if mode == "preserve" else out

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import torch
 
 from .errors import ValueRangeError
+from .vocabulary import PRECISIONS
 
 __all__ = ["PRECISIONS", "pick_device", "pick_precision", "autocast", "cpu_has_bf16", "free_memory_bytes",
            "parse_size"]
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -12,16 +12,19 @@ from typing import Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .files import publish
 from .errors import ImageLoadError, ShapeError, ValueRangeError
+from .files import publish
+from .networks import pad_to_multiple
 
-__all__ = ["ImageLike", "Batch", "load_image", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
-           "IMAGE_SUFFIXES"]
+__all__ = ["ImageLike", "MaskLike", "Batch", "load_image", "pil_to_tensor", "tensor_to_pil", "to_batch", "save_image",
+           "mask_to_tensor", "feature_mask", "resize_shorter", "resize_longer", "IMAGE_SUFFIXES"]
 
 ImageLike = Union[Image.Image, np.ndarray, Tensor, str, Path]
+MaskLike = Union[Image.Image, np.ndarray, Tensor, str, Path, None]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 Image.MAX_IMAGE_PIXELS = 400_000_000  # 16K x 16K artworks are legitimate input here; still bounded
 
@@ -115,6 +118,19 @@ def _check_finite(x: Tensor, what: str) -> None:
         raise ValueRangeError(f"{what}: input contains NaN or infinite values")
 
 
+def _float_array(arr: np.ndarray, what: str) -> np.ndarray:
+    """uint8 / uint16 / float numpy → contiguous float32 in [0, 1] (floats as given)."""
+    if arr.dtype == np.uint8:
+        f = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        f = arr.astype(np.float32) / 65535.0
+    elif np.issubdtype(arr.dtype, np.floating):
+        f = arr.astype(np.float32)
+    else:
+        raise ValueRangeError(f"{what}: numpy dtype {arr.dtype} is not supported (use uint8, uint16 or float)")
+    return np.ascontiguousarray(f)
+
+
 def to_batch(content: ImageLike, what: str = "content") -> Batch:
     """Accept a PIL image, a path, numpy ``(H, W, 3|4)`` / ``(H, W)`` (uint8, uint16 or float in [0, 1]) or a torch
     ``(B, 3|4, H, W)`` / ``(3, H, W)`` float tensor in [0, 1], and return a :class:`Batch`.
@@ -136,15 +152,7 @@ def to_batch(content: ImageLike, what: str = "content") -> Batch:
         if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
             raise ShapeError(what, "(H, W), (H, W, 1), (H, W, 3) or (H, W, 4)", content.shape)
         dtype = arr.dtype
-        if dtype == np.uint8:
-            f = arr.astype(np.float32) / 255.0
-        elif dtype == np.uint16:
-            f = arr.astype(np.float32) / 65535.0
-        elif np.issubdtype(dtype, np.floating):
-            f = arr.astype(np.float32)
-        else:
-            raise ValueRangeError(f"{what}: numpy dtype {dtype} is not supported (use uint8, uint16 or float)")
-        t = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1).unsqueeze(0)
+        t = torch.from_numpy(_float_array(arr, what)).permute(2, 0, 1).unsqueeze(0)
         _check_finite(t, what)
         rgb = t[:, :3] if t.shape[1] >= 3 else t.expand(-1, 3, -1, -1)
         a = t[:, 3:4] if t.shape[1] == 4 else None
@@ -182,6 +190,87 @@ def to_batch(content: ImageLike, what: str = "content") -> Batch:
 
         return Batch(rgb.contiguous(), a, restore_t)
     raise ImageLoadError(f"{what}: unsupported input type {type(content).__name__}")
+
+
+def mask_to_tensor(mask: MaskLike, what: str = "mask") -> Tensor:
+    """Any soft mask → (B|1, 1, h, w) float32 on the CPU (values as given; see :func:`feature_mask`).
+
+    Args:
+        mask: a path or PIL image (its alpha when it has one, else its grey level), numpy ``(H, W)`` /
+            ``(H, W, 1)`` (uint8, uint16 or float in [0, 1]), or a tensor ``(H, W)``, ``(B, H, W)`` or
+            ``(B, 1, H, W)``.
+
+    Raises:
+        ShapeError: another shape or type. ImageLoadError: an unreadable file.
+    """
+    if isinstance(mask, (str, Path)):
+        mask = load_image(mask)
+    if isinstance(mask, Image.Image):
+        rgb, alpha = _split_pil(mask)
+        if alpha is not None:
+            return torch.from_numpy(alpha)[None, None]
+        return torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).contiguous().mean(dim=1, keepdim=True)
+    if isinstance(mask, np.ndarray):
+        t = torch.from_numpy(_float_array(mask, what))
+        t = t[..., 0] if t.ndim == 3 and t.shape[2] == 1 else t
+        if t.ndim != 2:
+            raise ShapeError(what, "(H, W) or (H, W, 1)", mask.shape)
+        return t[None, None]
+    if isinstance(mask, Tensor):
+        t = mask.float()
+        if t.ndim == 2:
+            t = t[None, None]
+        elif t.ndim == 3:
+            t = t[:, None]
+        if t.ndim != 4 or t.shape[1] != 1:
+            raise ShapeError(what, "(H, W), (B, H, W) or (B, 1, H, W)", mask.shape)
+        return t.cpu()
+    raise ShapeError(what, "a PIL image, numpy array, tensor or path", None)
+
+
+def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = "mask") -> Tensor:
+    """A mask at any size → weights on the feature grid of the image padded by :func:`pad_to_multiple`.
+
+    Args:
+        mask: see :func:`mask_to_tensor`.
+        batch: the image batch size B (the mask's must be 1 or B).
+        size: the image's (H, W) before padding; the mask is resized to it (bilinear), clamped to [0, 1],
+            padded like the image and averaged over 8x8 cells.
+
+    Returns:
+        (B|1, 1, Hp/8, Wp/8) float32 in [0, 1].
+
+    Raises:
+        ValueRangeError: NaN or infinite values. ShapeError: another batch size.
+    """
+    m = mask_to_tensor(mask, what)
+    if not torch.isfinite(m).all():
+        raise ValueRangeError(f"{what}: contains NaN or infinite values")
+    if m.shape[0] not in (1, batch):
+        raise ShapeError(what, f"batch size 1 or {batch}", m.shape)
+    m = m.clamp(0, 1)
+    if m.shape[-2:] != size:
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+    m, _ = pad_to_multiple(m)
+    return F.avg_pool2d(m, 8)
+
+
+def resize_shorter(x: Tensor, size: int) -> Tensor:
+    """(B, 3, H, W) in [0, 1] → shorter side ``size`` px, aspect kept (bicubic, antialiased, clamped)."""
+    h, w = x.shape[-2:]
+    s = size / min(h, w)
+    new = (max(1, round(h * s)), max(1, round(w * s)))
+    if new == (h, w):
+        return x
+    return F.interpolate(x, size=new, mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+
+
+def resize_longer(x: Tensor, size: int) -> Tensor:
+    """(B, C, H, W) → longer side at most ``size`` px, aspect kept (area averaging; never enlarged)."""
+    h, w = x.shape[-2:]
+    s = min(1.0, size / max(h, w))
+    new = (max(1, round(h * s)), max(1, round(w * s)))
+    return x if new == (h, w) else F.interpolate(x, size=new, mode="area")
 
 
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",

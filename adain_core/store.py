@@ -25,6 +25,7 @@ from .files import publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
 from .extras import require
+from .fingerprint import sha256_file
 from .networks import Encoder, build_decoder, build_encoder
 
 __all__ = [
@@ -83,15 +84,6 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("adain", appauthor=False))
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: dict[str, str]) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
-__all__ = ["MARGIN", "FEATHER", "Tile", "plan_tiles", "feather_weights", "estimate_pass_bytes", "choose_tile_size"]
+__all__ = ["MARGIN", "FEATHER", "Tile", "plan_tiles", "feather_weights", "paste_feathered", "estimate_pass_bytes",
+           "choose_tile_size"]
 
 MARGIN = 96
 FEATHER = 32
@@ -72,6 +74,25 @@ def feather_weights(lo: int, hi: int, start: int, stop: int, length: int, feathe
     up = torch.ones_like(pos) if lo == 0 else ((pos - (lo - half)) / feather).clamp(0, 1)
     down = torch.ones_like(pos) if hi == length else (((hi + half) - pos) / feather).clamp(0, 1)
     return up * down
+
+
+def paste_feathered(canvas: Tensor, out: Tensor, tile: Tile, feather: int = FEATHER) -> None:
+    """Add a tile's result into ``canvas``: its core plus half the feather band on each side, weighted by
+    :func:`feather_weights` (neighbouring tiles' weights sum to 1, so the canvas ends up seam-free).
+
+    Args:
+        canvas: (B, 3, Hp, Wp) float, the padded image being assembled (modified in place).
+        out: (B, 3, cy1 - cy0, cx1 - cx0) the tile's decoded context region.
+        tile: the tile's core and context bounds.
+    """
+    hp, wp = canvas.shape[-2:]
+    t = tile
+    oy0, oy1 = max(0, t.y0 - feather // 2), min(hp, t.y1 + feather // 2)
+    ox0, ox1 = max(0, t.x0 - feather // 2), min(wp, t.x1 + feather // 2)
+    wy = feather_weights(t.y0, t.y1, oy0, oy1, hp, feather)
+    wx = feather_weights(t.x0, t.x1, ox0, ox1, wp, feather)
+    piece = out[:, :, oy0 - t.cy0:oy1 - t.cy0, ox0 - t.cx0:ox1 - t.cx0].to(canvas.device)
+    canvas[:, :, oy0:oy1, ox0:ox1] += piece * (wy[:, None] * wx[None, :])
 
 
 def estimate_pass_bytes(height: int, width: int, batch: int, precision: str) -> int:

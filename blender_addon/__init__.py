@@ -23,6 +23,6 @@ def register() -> None:
 def unregister() -> None:
     for module in reversed(_modules()):
         module.unregister()
-    from . import engine
+    from . import backends
 
-    engine.forget()
+    backends.forget()

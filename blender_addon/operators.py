@@ -15,7 +15,7 @@ import time
 
 import bpy
 
-from . import engine, images, pipeline, preferences
+from . import backends, images, pipeline, preferences
 from .settings import ensure_one_style
 
 
@@ -32,7 +32,7 @@ class _ModalJob:
             try:
                 for _ in job.steps():
                     pass
-            except (pipeline.JobError, engine.EngineFailure) as exc:
+            except (pipeline.JobError, backends.EngineFailure) as exc:
                 self.report({"ERROR"}, str(exc))
                 return {"CANCELLED"}
             self._finish_report()
@@ -72,11 +72,11 @@ class _ModalJob:
             self._finish_report()
             self._after(context)
             return {"FINISHED"}
-        except engine.EngineCancelled:
+        except backends.EngineCancelled:
             self._end_modal(context)
             self.report({"WARNING"}, "AdaIN: cancelled")
             return {"CANCELLED"}
-        except (pipeline.JobError, engine.EngineFailure) as exc:
+        except (pipeline.JobError, backends.EngineFailure) as exc:
             self._end_modal(context)
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -146,7 +146,7 @@ class _StylizeImageJob:
             raise pipeline.JobError("AdaIN: no style image; choose one in the AdaIN panel of the sidebar")
         self.progress.message = "Starting the AdaIN engine…"
         yield
-        backend = engine.get_backend(self.prefs)
+        backend = backends.get_backend(self.prefs)
         directory = tempfile.mkdtemp(prefix="adain-blender-")
         try:
             try:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from . import colour, compositor, engine, images
+from . import backends, compositor, images, view_transform
 from .node import result_node, set_switch
 
 _RUNNING = threading.Event()
@@ -57,7 +57,7 @@ class Progress:
 @dataclass
 class _NodeWork:
     node_name: str
-    styles: engine.Styles
+    styles: backends.Styles
     alpha: float
     color: str
     style_size: int
@@ -158,14 +158,14 @@ class StylizedRender:
         self._tmp = ""
         self._saved_mute: dict[str, bool] = {}
         self._frame = scene.frame_current
-        self._plan: colour.ColourPlan | None = None
+        self._plan: view_transform.ColourPlan | None = None
 
     def cancel(self) -> None:
         self.cancel_event.set()
 
     def _check_cancel(self) -> None:
         if self.cancel_event.is_set():
-            raise engine.EngineCancelled("cancelled")
+            raise backends.EngineCancelled("cancelled")
 
     # ------------------------------------------------------------------ checks
     def _frames(self) -> list[int]:
@@ -226,15 +226,15 @@ class StylizedRender:
 
     # ------------------------------------------------------------------ the job
     def steps(self) -> Iterator[None]:
-        """The job as a generator; raises JobError / engine.EngineFailure (EngineCancelled) on failure."""
+        """The job as a generator; raises JobError / backends.EngineFailure (EngineCancelled) on failure."""
         scene = self.scene
         tree = compositor.scene_tree(scene)
         levels = self._validate(tree)
         frames = self._frames()
         self.progress.message = "Starting the AdaIN engine…"
         yield
-        backend = engine.get_backend(self.prefs)
-        self._plan = colour.plan_for(scene, exact_display=scene.adain.exact_display)
+        backend = backends.get_backend(self.prefs)
+        self._plan = view_transform.plan_for(scene, exact_display=scene.adain.exact_display)
         if self._plan.note:
             self.progress.notes.append(("WARNING", self._plan.note))
         _RUNNING.set()

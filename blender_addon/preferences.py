@@ -33,7 +33,7 @@ class AdaINPreferences(bpy.types.AddonPreferences):
     )
 
     def draw(self, context):
-        from . import engine
+        from . import backends
 
         layout = self.layout
         layout.prop(self, "engine_mode")
@@ -44,7 +44,7 @@ class AdaINPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "device")
         row = layout.row()
         row.operator("preferences.adain_check_engine", icon="FILE_REFRESH")
-        status = engine.last_status()
+        status = backends.last_status()
         if status:
             box = layout.box()
             for line in status.splitlines():
@@ -63,11 +63,11 @@ class PREFERENCES_OT_adain_check_engine(bpy.types.Operator):
     bl_label = "Check Engine"
 
     def execute(self, context):
-        from . import engine
+        from . import backends
 
         try:
-            backend = engine.get_backend(get(context))
-        except engine.EngineUnavailable as exc:
+            backend = backends.get_backend(get(context))
+        except backends.EngineUnavailable as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, backend.description)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import compositor, engine
+from . import backends, compositor
 from .node import is_switched_on
 from .settings import draw_settings
 
@@ -31,7 +31,7 @@ def _draw_render_menu(self, context):
 
 
 def _draw_engine_status(layout):
-    status = engine.last_status()
+    status = backends.last_status()
     if status and not status.startswith("Engine"):
         box = layout.box()
         box.alert = True

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
-from collections import OrderedDict
-from pathlib import Path
 
 import folder_paths
 from comfy import model_management
 
 import adain_core
+from adain_core.cache import EngineCache
+from adain_core.vocabulary import CARD_SUFFIX, MODEL_SUFFIXES, WEIGHTS_SUFFIX
 
 __all__ = [
     "BUNDLED_DEFAULT",
     "MODEL_FOLDER",
     "STYLE_FOLDER",
-    "CARD_SUFFIX",
     "register_folders",
     "model_choices",
     "style_card_choices",
@@ -33,24 +31,21 @@ logger = logging.getLogger(__name__)
 
 MODEL_FOLDER = "adain"
 STYLE_FOLDER = "adain_styles"
-CARD_SUFFIX = ".adainstyle.safetensors"
 BUNDLED_DEFAULT = "default (bundled)"
-MODEL_EXTENSIONS = {".safetensors", ".pth"}
 _CACHE_SIZE = 2
 
-# Keyed by (resolved path, mtime_ns, size, device): a file replaced in place is reloaded, an unchanged one never is.
-# Module level on purpose: V3 ``execute`` runs on a clone of the node class, so class attributes do not persist.
-_cache: OrderedDict[tuple, adain_core.Engine] = OrderedDict()
-_cache_lock = threading.Lock()
-_loads = 0
+# The engine's cache service: keyed by file identity, device and precision (a file replaced in place is reloaded,
+# an unchanged one never is). Module level on purpose: V3 ``execute`` runs on a clone of the node class, so class
+# attributes do not persist.
+_engines = EngineCache(_CACHE_SIZE)
 
 
 def register_folders() -> None:
     """Register ``adain`` and ``adain_styles`` with ``folder_paths``, keeping paths the user added (extra_model_paths)."""
     models_dir = os.path.join(folder_paths.models_dir, "adain")
     styles_dir = os.path.join(models_dir, "styles")
-    _register(MODEL_FOLDER, [models_dir], MODEL_EXTENSIONS)
-    _register(STYLE_FOLDER, [styles_dir, folder_paths.get_output_directory()], {".safetensors"})
+    _register(MODEL_FOLDER, [models_dir], set(MODEL_SUFFIXES))
+    _register(STYLE_FOLDER, [styles_dir, folder_paths.get_output_directory()], {WEIGHTS_SUFFIX})
 
 
 def _register(name: str, defaults: list[str], extensions: set[str]) -> None:
@@ -96,37 +91,25 @@ def load_model(name: str, precision: str = "auto") -> adain_core.Engine:
     Raises:
         adain_core.ModelError: missing, truncated or foreign model file.
     """
-    global _loads
     target = resolve_model(name)
     device = model_management.get_torch_device()
-    if target == "default":
-        key: tuple = ("default", str(device), precision)
+    try:
+        engine, hit = _engines.get(target, device=str(device), precision=precision)
+    except adain_core.ModelError as exc:
+        if target != "default":
+            raise
+        raise adain_core.ModelError(
+            f"the bundled default model is not available ({exc}); put an AdaIN model into "
+            f"{folder_paths.get_folder_paths(MODEL_FOLDER)[-1]} and select it in Load AdaIN Model"
+        ) from None
+    if hit:
+        logger.debug("AdaIN: model %s taken from the cache", name)
     else:
-        stat = Path(target).stat()
-        key = (str(Path(target).resolve()), stat.st_mtime_ns, stat.st_size, str(device), precision)
-    with _cache_lock:
-        engine = _cache.get(key)
-        if engine is not None:
-            _cache.move_to_end(key)
-            logger.debug("AdaIN: model %s taken from the cache", name)
-            return engine
-        try:
-            engine = adain_core.load(target, device=str(device), precision=precision)
-        except adain_core.ModelError as exc:
-            if target != "default":
-                raise
-            raise adain_core.ModelError(
-                f"the bundled default model is not available ({exc}); put an AdaIN model into "
-                f"{folder_paths.get_folder_paths(MODEL_FOLDER)[-1]} and select it in Load AdaIN Model"
-            ) from None
-        _loads += 1
-        logger.info("AdaIN: loaded model %s on %s (encoder %s, load #%d)", name, device, engine.encoder_id, _loads)
-        _cache[key] = engine
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-        return engine
+        logger.info("AdaIN: loaded model %s on %s (encoder %s, load #%d)", name, device, engine.encoder_id,
+                    _engines.loads)
+    return engine
 
 
 def load_count() -> int:
     """How many times a model file was actually read in this process (cache hits excluded)."""
-    return _loads
+    return _engines.loads

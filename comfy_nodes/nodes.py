@@ -1,5 +1,5 @@
 """The AdaIN nodes (ComfyUI V3 schema). Each node validates its inputs, converts at the boundary
-(:mod:`.convert`) and calls ``adain_core``; no model math happens here."""
+(:mod:`.layout`) and calls ``adain_core``; no model math happens here."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from comfy_api.latest import ComfyExtension, io
 from typing_extensions import override
 
 import adain_core
+from adain_core.fingerprint import file_identity
+from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
 
 from . import models
-from .convert import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
+from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
 
 __all__ = [
     "AdaINModelLoader",
@@ -37,10 +39,11 @@ CATEGORY = "style_transfer/AdaIN"
 AdaINModel = io.Custom("ADAIN_MODEL")
 AdaINStyle = io.Custom("ADAIN_STYLE")
 
-COLOR_MODES = ["style", "preserve", "luminance"]
-TILE_CHOICES = ["auto", "off", "256", "384", "512", "768", "1024", "1536", "2048"]
-PRECISIONS = ["auto", "fp32", "fp16", "bf16"]
+TILE_CHOICES = [*TILE_MODES, "256", "384", "512", "768", "1024", "1536", "2048"]
 MIN_OOM_TILE = 128
+# Without temporal smoothing, images go to the engine in groups of up to MAX_GROUP images and GROUP_PIXELS pixels.
+MAX_GROUP = 8
+GROUP_PIXELS = 2**20
 # torch < 2.5 has only the CUDA class; ComfyUI's OOM_EXCEPTION is plain Exception on CPU, far too broad to catch.
 OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 ROOM_SIDE = 1024  # on a GPU, ask ComfyUI to unload other models until one pass of this size fits
@@ -51,11 +54,10 @@ class AdaINNodeError(RuntimeError):
 
 
 def _file_fingerprint(path: str | None) -> tuple:
-    """(path, mtime, size) so that ComfyUI re-runs a loader when the file behind an unchanged name changes."""
+    """The engine's file identity, so that ComfyUI re-runs a loader when the file behind an unchanged name changes."""
     if path is None or not os.path.isfile(path):
         return (path, None)
-    st = os.stat(path)
-    return (path, st.st_mtime_ns, st.st_size)
+    return tuple(file_identity(path))
 
 
 class AdaINModelLoader(io.ComfyNode):
@@ -82,7 +84,7 @@ class AdaINModelLoader(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "precision",
-                    options=PRECISIONS,
+                    options=list(PRECISIONS),
                     default="auto",
                     tooltip="Compute precision. auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32. fp32 "
                     "is the reference; half precision halves memory and is faster.",
@@ -245,7 +247,7 @@ class AdaINSaveStyle(io.ComfyNode):
         os.makedirs(root, exist_ok=True)
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, root)
         os.makedirs(full_folder, exist_ok=True)
-        name = f"{filename}_{counter:05}_{models.CARD_SUFFIX}"
+        name = f"{filename}_{counter:05}_{CARD_SUFFIX}"
         style.save(os.path.join(full_folder, name))
         relative = os.path.join(subfolder, name) if subfolder else name
         logger.info("AdaIN: saved style card %s", os.path.join(full_folder, name))
@@ -357,7 +359,7 @@ class AdaINStylize(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "color",
-                    options=COLOR_MODES,
+                    options=list(COLOR_MODES),
                     default="style",
                     tooltip="style = take the style's colours; preserve = keep the content's colours (statistics "
                     "matched in RGB); luminance = transfer only brightness, keep the content's hue.",
@@ -401,21 +403,11 @@ class AdaINStylize(io.ComfyNode):
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
-
-        def style_for(index: int):
-            if masks is None:
-                return style
-            region = select_frame(masks, index)
-            spec = [(style, region)]
-            if style_unmasked is not None:
-                spec.append((style_unmasked, 1.0 - region))
-            return spec
-
-        tile_size = tile if tile in ("auto", "off") else int(tile)
+        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile)
         _make_room(model, height, width)
         while True:
             try:
-                out = cls._run(model, pixels, style_for, alpha, color, tile_size, temporal)
+                out = cls._run(model, pixels, _StyleLayout(style, style_unmasked, masks), options, temporal)
                 break
             except adain_core.MemoryPreflightError as exc:
                 raise AdaINNodeError(
@@ -424,36 +416,67 @@ class AdaINStylize(io.ComfyNode):
                 ) from None
             except OUT_OF_MEMORY:
                 model_management.soft_empty_cache()
-                next_tile = 512 if not isinstance(tile_size, int) else tile_size // 2
+                next_tile = 512 if not isinstance(options.tile, int) else options.tile // 2
                 if next_tile < MIN_OOM_TILE:
                     raise AdaINNodeError(
                         f"AdaIN Stylize ran out of memory on {model.device} even with {MIN_OOM_TILE}px tiles; "
                         "use a smaller image or free memory"
                     ) from None
                 logger.warning("AdaIN Stylize: out of memory with tile=%s, retrying with %d px tiles",
-                               tile_size, next_tile)
-                tile_size = next_tile
+                               options.tile, next_tile)
+                options = options.replace(tile=next_tile)
         return io.NodeOutput(engine_to_image(out, model_management.intermediate_device()))
 
     @staticmethod
-    def _run(model, pixels: torch.Tensor, style_for, alpha: float, color: str, tile, temporal: float) -> torch.Tensor:
-        """Stylise frame by frame; with temporal > 0 each frame's content statistics are smoothed with the previous
-        frame's (the engine's ``stylize_frame`` state), so per-frame masks work with smoothing too."""
-        batch = pixels.shape[0]
-        progress = _Progress(batch)
-        results = []
-        state = None
+    def _run(model, pixels: torch.Tensor, styles: _StyleLayout, options, temporal: float) -> torch.Tensor:
+        """Groups of images per engine call; frame by frame only with temporal > 0, where each frame's content
+        statistics are smoothed with the previous frame's (the engine's ``stylize_frame`` state)."""
+        batch, _, height, width = pixels.shape
         try:
+            if temporal <= 0:
+                # Whole groups of images per engine call; the groups stay small enough that an interrupt
+                # (checked between calls and between tiles) is noticed soon.
+                step = max(1, min(MAX_GROUP, GROUP_PIXELS // (height * width)))
+                starts = range(0, batch, step)
+                progress = _Progress(len(starts))
+                results = []
+                for index, start in enumerate(starts):
+                    _cancel()
+                    group = slice(start, start + step)
+                    results.append(model.stylize(pixels[group], styles.spec(group), options,
+                                                 progress=progress.for_frame(index), cancel=_cancel))
+                return torch.cat(results, dim=0)
+            progress = _Progress(batch)
+            results, state = [], None
             for i in range(batch):
                 _cancel()
-                out, state = model.stylize_frame(pixels[i : i + 1], style_for(i), state=state, temporal=temporal,
-                                                 alpha=alpha, color=color, tile=tile,
-                                                 progress=progress.for_frame(i), cancel=_cancel)
-                results.append(out.to("cpu"))
+                out, state = model.stylize_frame(pixels[i : i + 1], styles.spec(i), options, state=state,
+                                                 temporal=temporal, progress=progress.for_frame(i), cancel=_cancel)
+                results.append(out)
                 progress.for_frame(i)(1, 1)
+            return torch.cat(results, dim=0)
         except adain_core.Cancelled:
             raise model_management.InterruptProcessingException() from None
-        return torch.cat(results, dim=0)
+
+
+class _StyleLayout:
+    """The node's style inputs as the engine's style spec: one card, or a masked card plus the unmasked one."""
+
+    def __init__(self, style, style_unmasked, masks: torch.Tensor | None) -> None:
+        self.style, self.style_unmasked, self.masks = style, style_unmasked, masks
+
+    def spec(self, frames: int | slice):
+        """The spec for one frame, or a slice of frames, of the batch."""
+        if self.masks is None:
+            return self.style
+        if isinstance(frames, int):
+            region = select_frame(self.masks, frames)
+        else:
+            region = self.masks[frames] if self.masks.shape[0] > 1 else self.masks
+        spec = [(self.style, region)]
+        if self.style_unmasked is not None:
+            spec.append((self.style_unmasked, 1.0 - region))
+        return spec
 
 
 NODES: list[type[io.ComfyNode]] = [

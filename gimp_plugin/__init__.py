@@ -1,2 +1,2 @@
-"""Data package that ships the GIMP 3 plug-in folder ``adain-style-transfer/`` inside wheels, so that
-``adain install gimp`` (:func:`adain_core.worker.install.install_gimp_plugin`) can copy it. Nothing to import."""
+"""The GIMP 3 adapter: the plug-in folder ``adain-style-transfer/`` (run by GIMP's own Python, without torch) and
+its installer (:mod:`gimp_plugin.install`, behind ``adain install gimp``)."""

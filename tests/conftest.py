@@ -71,7 +71,7 @@ def calibrated_random_model(path: Path, seed: int = 0) -> Path:
     content, _ = pil_to_tensor(synthetic_image(96, 96, seed=11))
     card = engine.encode_style(synthetic_image(64, 64, seed=12), size=64)
     target = adain(engine.features(content)["relu4_1"], card.mean, card.std)
-    raw = engine._decode(target)
+    raw = engine.decode(target)
     mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
     model = read_model(path)
     last = max(int(k.split(".")[0]) for k in model.decoder)

@@ -7,8 +7,8 @@ Lifecycle
     :class:`WorkerClient` connects to the worker of its engine Python (``$ADAIN_PYTHON``, the config file written by
     ``adain install gimp``, or the current interpreter) and starts it when none runs:
     ``<python> -m adain_core.worker --directory DIR --name worker-<hash of the python path>``, detached, logging to
-    ``DIR/<name>.log``. The worker keeps up to 2 models and 64 style cards in memory (cards keyed by the style file's
-    sha256 + size, the style size and the colour mode) and exits after ``--idle-timeout`` seconds without requests
+    ``DIR/<name>.log``. The worker keeps up to 2 models and 64 style cards in memory (:mod:`adain_core.cache`: cards keyed
+    by the style file's identity and the style size) and exits after ``--idle-timeout`` seconds without requests
     (default 600, ``$ADAIN_WORKER_IDLE_TIMEOUT``). If a worker dies during a job the client starts a new one and
     retries once, then raises :class:`WorkerCrashed` naming the log.
 
@@ -48,6 +48,8 @@ Images are sRGB-encoded RGB(A), values in [0, 1] for float32; alpha passes throu
 the input shows through (a pixel-space blend).
 """
 
+from pathlib import Path
+
 from . import client, config, protocol
 from .client import (
     EngineError,
@@ -60,4 +62,16 @@ from .client import (
     resolve_engine_python,
 )
 
-__all__ = [*client.__all__, "config", "protocol"]
+__all__ = [*client.__all__, "config", "protocol", "BUNDLED_NAME", "client_files"]
+
+#: The package name under which hosts without the engine (GIMP, Blender) carry a copy of this client.
+BUNDLED_NAME = "adain_worker"
+_CLIENT_FILES = ("__init__.py", "client.py", "config.py", "protocol.py")
+
+
+def client_files() -> list[Path]:
+    """The standard-library-only files of this package (the client side; ``server.py`` and ``__main__.py`` need
+    torch), which an adapter's installer copies into its host as the package :data:`BUNDLED_NAME`, imported there
+    like any package (no path loading)."""
+    here = Path(__file__).resolve().parent
+    return [here / name for name in _CLIENT_FILES]

@@ -7,7 +7,6 @@ an idle timeout. Runs in the engine's Python (torch, numpy); jobs run one at a t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -18,12 +17,14 @@ import sys
 import threading
 import time
 import traceback
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import LRU, EngineCache, StyleCache, model_key
+from ..options import StylizeOptions
+from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, recv_message, send_message
 
@@ -32,7 +33,6 @@ __all__ = ["WorkerServer", "main", "FEATURES", "MAX_SEQUENCES"]
 log = logging.getLogger("adain_core.worker")
 
 DEFAULT_IDLE_TIMEOUT = 600.0
-_COLORS = ("style", "preserve", "luminance")
 #: frame sequences whose temporal state the worker keeps at once (least recently used ones are dropped).
 MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
@@ -49,24 +49,6 @@ class _ClientGone(Exception):
     """The client cancelled or closed its connection while its job ran."""
 
 
-class _LRU(OrderedDict):
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def lookup(self, key: Any) -> Any:
-        value = self.get(key)
-        if value is not None:
-            self.move_to_end(key)
-        return value
-
-    def store(self, key: Any, value: Any) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
 @dataclass
 class _Sequence:
     """The temporal state of one frame sequence: the engine's running content statistics after its last frame."""
@@ -75,12 +57,6 @@ class _Sequence:
     state: Any  # adain_core.engine.FrameState
     frames: int
     last_used: float
-
-
-def _file_identity(path: str) -> tuple[str, int, int]:
-    resolved = os.path.realpath(path)
-    info = os.stat(resolved)
-    return resolved, info.st_size, info.st_mtime_ns
 
 
 class _Job:
@@ -133,10 +109,9 @@ class WorkerServer:
         self.name = name
         self.idle_timeout = idle_timeout
         self.device = device
-        self.engines: _LRU = _LRU(2)
-        self.cards: _LRU = _LRU(64)
-        self.sequences: _LRU = _LRU(MAX_SEQUENCES)
-        self._hashes: dict[tuple[str, int, int], str] = {}
+        self.engines = EngineCache(2)
+        self.cards = StyleCache(64)
+        self.sequences: LRU[_Sequence] = LRU(MAX_SEQUENCES)
         self._compute = threading.Lock()
         self._state = threading.Lock()
         self._active = 0
@@ -278,14 +253,14 @@ class WorkerServer:
                 "engine_version": getattr(adain_core, "__version__", "unknown"), "features": list(FEATURES)}
 
     def _stats(self) -> dict[str, Any]:
-        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines],
+        return {"type": "stats", "pid": os.getpid(), "models": [list(map(str, k)) for k in self.engines.keys()],
                 "cards": len(self.cards), "sequences": len(self.sequences), "jobs_done": self.jobs_done}
 
     # ---------------------------------------------------------------- frame sequences
     def _sequence(self, sequence_id: str, model_key: tuple[Any, ...]) -> _Sequence | None:
         """The live state of ``sequence_id``, or None: unknown, idle longer than the idle timeout, or another model."""
         with self._state:
-            entry = self.sequences.lookup(sequence_id)
+            entry = self.sequences.get(sequence_id)
         if entry is None:
             return None
         stale = self.idle_timeout > 0 and time.monotonic() - entry.last_used > self.idle_timeout
@@ -293,7 +268,7 @@ class WorkerServer:
 
     def _end_sequence(self, sequence_id: Any) -> bool:
         with self._state:
-            return self.sequences.pop(sequence_id, None) is not None if isinstance(sequence_id, str) else False
+            return self.sequences.pop(sequence_id) is not None if isinstance(sequence_id, str) else False
 
     def _handle_stylize(self, conn: socket.socket, header: dict[str, Any], payload: bytearray) -> None:
         job = _Job(conn)
@@ -332,6 +307,8 @@ class WorkerServer:
 
         started = time.perf_counter()
         request = _parse_stylize(header, len(payload))
+        request["options"] = StylizeOptions(alpha=request["alpha"], color=request["color"], tile=request["tile"],
+                                            style_size=request["style_size"])
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -367,15 +344,14 @@ class WorkerServer:
                 rgb /= 255.0
             job.progress("stylizing", 0, 1)
             t0 = time.perf_counter()
-            options = dict(alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                           progress=lambda done, total: job.progress("stylizing", done, total),
-                           cancel=job.poll_cancel)
+            hooks = dict(progress=lambda done, total: job.progress("stylizing", done, total), cancel=job.poll_cancel)
             if sequence is None:
-                out = engine.stylize(rgb, card, **options)
+                out = engine.stylize(rgb, card, request["options"], **hooks)
             else:
                 previous = self._sequence(sequence["id"], model_key)
-                out, state = engine.stylize_frame(rgb, card, state=previous.state if previous else None,
-                                                  temporal=sequence["temporal"], **options)
+                out, state = engine.stylize_frame(rgb, card, request["options"],
+                                                  state=previous.state if previous else None,
+                                                  temporal=sequence["temporal"], **hooks)
             timings["stylize"] = time.perf_counter() - t0
             sequence_reply = None
             if sequence is not None:
@@ -384,7 +360,7 @@ class WorkerServer:
                 job.check()
                 frames = previous.frames + 1 if previous else 1
                 with self._state:
-                    self.sequences.store(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
+                    self.sequences.put(sequence["id"], _Sequence(model_key, state, frames, time.monotonic()))
                 sequence_reply = {"id": sequence["id"], "frames": frames}
         finally:
             self._compute.release()
@@ -410,57 +386,20 @@ class WorkerServer:
         return reply, memoryview(out).cast("B")
 
     def _engine(self, model: str, job: _Job) -> tuple[Any, bool, tuple[Any, ...]]:
-        import adain_core
+        def loading() -> None:
+            job.progress("loading model")
+            log.info("loading model %s", model)
 
-        key = _file_identity(model) if os.path.exists(model) else (model,)
-        engine = self.engines.lookup(key)
-        if engine is not None:
-            return engine, True, key
-        job.progress("loading model")
-        log.info("loading model %s", model)
-        engine = adain_core.load(model, device=self.device)
-        self.engines.store(key, engine)
-        return engine, False, key
-
-    def _sha256(self, path: str) -> tuple[str, int]:
-        try:
-            identity = _file_identity(path)
-        except OSError:
-            import adain_core
-
-            raise adain_core.ImageLoadError(f"style image not found: {path}") from None
-        digest = self._hashes.get(identity)
-        if digest is None:
-            h = hashlib.sha256()
-            with open(identity[0], "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(chunk)
-            digest = self._hashes[identity] = h.hexdigest()
-        return digest, identity[1]
+        engine, hit = self.engines.get(model, device=self.device, before_load=loading)
+        return engine, hit, model_key(model)
 
     def _card(self, engine: Any, request: dict[str, Any], job: _Job) -> tuple[Any, list[bool]]:
-        import adain_core
+        def encoding() -> None:
+            job.check()
+            job.progress("encoding style")
 
-        cards, hits = [], []
-        for style in request["styles"]:
-            digest, size = self._sha256(style["path"])
-            key = (engine.encoder_id, digest, size, request["style_size"], request["color"])
-            card = self.cards.lookup(key)
-            hits.append(card is not None)
-            if card is None:
-                job.check()
-                job.progress("encoding style")
-                path = style["path"]
-                if path.endswith(".safetensors"):
-                    card = adain_core.StyleCard.load(path)
-                else:
-                    card = engine.encode_style(path, size=request["style_size"])
-                self.cards.store(key, card)
-            cards.append(card)
-        if len(cards) == 1:
-            return cards[0], hits
-        weights = [style["weight"] for style in request["styles"]]
-        return adain_core.mix(cards, weights), hits
+        styles = [(style["path"], style["weight"]) for style in request["styles"]]
+        return self.cards.mixed(engine, styles, request["options"].style_size, before_encode=encoding)
 
 
 def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
@@ -519,10 +458,10 @@ def _parse_stylize(header: dict[str, Any], payload_size: int) -> dict[str, Any]:
     if sum(s["weight"] for s in parsed_styles) <= 0:
         raise _RequestError("style weights sum to 0")
     color = header.get("color", "style")
-    if color not in _COLORS:
-        raise _RequestError(f"color must be one of {list(_COLORS)}, got {color!r}")
+    if color not in COLOR_MODES:
+        raise _RequestError(f"color must be one of {list(COLOR_MODES)}, got {color!r}")
     tile = header.get("tile", "auto")
-    if not (tile in ("auto", "off") or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
+    if not (tile in TILE_MODES or (isinstance(tile, int) and not isinstance(tile, bool) and tile > 0)):
         raise _RequestError(f"tile must be 'auto', 'off' or a positive int, got {tile!r}")
     style_size = header.get("style_size", 512)
     if not isinstance(style_size, int) or isinstance(style_size, bool) or style_size < 16:

@@ -6,11 +6,9 @@
 
 Torch never runs in GIMP's Python: this plug-in is a client of the engine worker (``adain_core.worker``), which runs
 in the engine's own Python (``$ADAIN_PYTHON``, or the config file written by ``adain install gimp``) and stays warm
-between runs.
+between runs. ``adain install gimp`` puts the worker's stdlib-only client beside this file as ``adain_worker``.
 """
 
-import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +23,13 @@ from gi.repository import Gegl, Gimp, GimpUi, GLib, GObject  # noqa: E402
 PROC_NAME = "python-fu-adain-style-transfer"
 PLUG_IN_BINARY = "adain-style-transfer"
 TITLE = "Style Transfer (AdaIN)"
+# Mirrors adain_core.vocabulary.COLOR_MODES, which GIMP's Python cannot import (tests/test_vocabulary.py pins the
+# two): (mode, label, tooltip), the engine's default first.
+COLOR_MODES = (
+    ("style", "Style colours", "Take the colours of the style image"),
+    ("preserve", "Preserve colours", "Recolour the style to the layer's colours first"),
+    ("luminance", "Luminance only", "Stylise brightness, keep the layer's colours"),
+)
 FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
        "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")
 
@@ -34,70 +39,46 @@ class PluginError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------ engine access
-def _config_path():
-    # Mirrors adain_core.worker.config.config_path(): the engine package is not importable before we know its Python.
-    if os.environ.get("ADAIN_CONFIG"):
-        return os.environ["ADAIN_CONFIG"]
-    home = os.path.expanduser("~")
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.join(home, "AppData", "Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.join(home, "Library", "Application Support")
-    else:
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(home, ".config")
-    return os.path.join(base, "adain", "engine.json")
+def worker_client():
+    """The engine worker's client that ``adain install gimp`` put beside this file (standard library only)."""
+    try:
+        import adain_worker
+    except ImportError as exc:
+        raise PluginError(f"this plug-in was not installed with its engine client adain_worker/ ({exc}). {FIX}") \
+            from None
+    return adain_worker
 
 
-def engine_python():
+def engine_python(worker):
     """The engine's Python: ``$ADAIN_PYTHON``, else the config file. Raises PluginError when neither is usable."""
     python = os.environ.get("ADAIN_PYTHON")
     source = "ADAIN_PYTHON"
     if not python:
-        path = _config_path()
-        try:
-            with open(path, encoding="utf-8") as fh:
-                python = json.load(fh).get("python")
-            source = path
-        except (OSError, ValueError, AttributeError):
-            python = None
+        path = worker.config.config_path()
+        python = worker.config.read_config().get("python")
+        source = path
         if not python:
             raise PluginError(f"the AdaIN engine is not set up (no ADAIN_PYTHON and no {path}). {FIX}")
     if not os.path.isfile(python):
         raise PluginError(f"the AdaIN engine Python {python} (from {source}) does not exist. {FIX}")
+    check_engine(python)
     return python
 
 
-def load_worker_client(python):
-    """Import the engine's stdlib-only worker client from the engine's install, without importing torch here."""
-    if "_adain_worker" in sys.modules:
-        return sys.modules["_adain_worker"]
+def check_engine(python):
+    """Raise PluginError naming what is wrong when ``python`` cannot run the engine (checked before a worker is
+    started, whose failure would only point at its log)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME", "PYTHONPATH")}
-    locate = ("import importlib.util as u; s = u.find_spec('adain_core'); "
-              "print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')")
     try:
-        found = subprocess.run([python, "-c", locate], capture_output=True, text=True, timeout=60, env=env,
-                               creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        found = subprocess.run([python, "-c", "import adain_core.worker"], capture_output=True, text=True,
+                               timeout=60, env=env, creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
     except (OSError, subprocess.SubprocessError) as exc:
         raise PluginError(f"the AdaIN engine Python {python} does not run ({exc}). {FIX}") from None
-    package = found.stdout.strip()
-    if found.returncode != 0 or not package:
+    if found.returncode != 0:
         detail = (found.stderr.strip().splitlines() or ["adain_core is not installed there"])[-1]
         raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). To fix it, run "
                           f"`{python} -m pip install adain-style-transfer` (or `adain install gimp` with the Python "
                           "that has the engine), then run the filter again.")
-    worker_dir = os.path.join(package, "worker")
-    spec = importlib.util.spec_from_file_location("_adain_worker", os.path.join(worker_dir, "__init__.py"),
-                                                  submodule_search_locations=[worker_dir])
-    if spec is None or not os.path.isfile(os.path.join(worker_dir, "client.py")):
-        raise PluginError(f"the AdaIN engine in {package} has no worker (too old?). {FIX}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["_adain_worker"] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # noqa: BLE001 - any failure here means an unusable engine install
-        del sys.modules["_adain_worker"]
-        raise PluginError(f"cannot load the AdaIN worker client from {worker_dir} ({exc}). {FIX}") from None
-    return module
 
 
 # ------------------------------------------------------------------------------------------------ the filter
@@ -161,8 +142,8 @@ def stylize_drawable(image, drawable, config):
     styles = [(style, 1.0 - mix if second else 1.0)] + ([(second, mix)] if second else [])
     styles = [(path, weight) for path, weight in styles if weight > 0] or [(style, 1.0)]
 
-    python = engine_python()
-    worker = load_worker_client(python)
+    worker = worker_client()
+    python = engine_python(worker)
     Gimp.progress_init(f"{TITLE}: starting the engine…")
     try:
         client = worker.WorkerClient(python)
@@ -269,11 +250,10 @@ class AdaINStyleTransfer(Gimp.PlugIn):
         procedure.add_double_argument("alpha", "Style _strength", "0 keeps the content, 1 is the full style",
                                       0.0, 1.0, 1.0, rw)
         colors = Gimp.Choice.new()
-        colors.add("style", 0, "Style colours", "Take the colours of the style image")
-        colors.add("preserve", 1, "Preserve colours", "Recolour the style to the layer's colours first")
-        colors.add("luminance", 2, "Luminance only", "Stylise brightness, keep the layer's colours")
+        for number, (mode, label, tooltip) in enumerate(COLOR_MODES):
+            colors.add(mode, number, label, tooltip)
         procedure.add_choice_argument("color-mode", "_Colours", "Where the result's colours come from", colors,
-                                      "style", rw)
+                                      COLOR_MODES[0][0], rw)
         procedure.add_int_argument("style-size", "St_yle size", "Shorter side of the style image in px; smaller "
                                    "gives larger brush strokes", 64, 2048, 512, rw)
         procedure.add_boolean_argument("use-selection", "Use se_lection as mask",

@@ -135,3 +135,28 @@ def test_gradcheck_masked_mean_std_float64() -> None:
     w = (torch.rand(1, 1, 3, 3, dtype=torch.float64) + 0.1).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: masked_mean_std(a, b), (x, w))
     assert torch.autograd.gradcheck(lambda a: calc_mean_std(a), (x,))
+
+
+def test_streaming_stats_equal_whole_image_stats_with_masks():
+    """Statistics accumulated piece by piece (the tiled path's pass 1) equal those of the whole feature map."""
+    from adain_core.adain import StreamingStats, region_stats
+
+    f = torch.rand(2, 5, 9, 12, dtype=torch.float64)
+    mask = torch.rand(1, 1, 9, 12, dtype=torch.float64)
+    acc = StreamingStats(2)
+    for x0, x1 in ((0, 4), (4, 12)):
+        acc.add(f[..., x0:x1], [None, mask[..., x0:x1]])
+    for (mean, std), (ref_mean, ref_std) in zip(acc.result(), region_stats(f, [None, mask])):
+        torch.testing.assert_close(mean.double(), ref_mean, atol=1e-6, rtol=0)
+        torch.testing.assert_close(std.double(), ref_std, atol=1e-6, rtol=0)
+
+
+def test_streaming_stats_of_an_absent_region_are_neutral():
+    from adain_core.adain import StreamingStats
+
+    acc = StreamingStats(1)
+    acc.add(torch.rand(1, 3, 4, 4), [torch.zeros(1, 1, 4, 4)])
+    mean, std = acc.result()[0]
+    assert torch.equal(mean, torch.zeros(1, 3, 1, 1)) and torch.allclose(std, torch.ones(1, 3, 1, 1))
+    with pytest.raises(ValueError, match="before any add"):
+        StreamingStats(1).result()

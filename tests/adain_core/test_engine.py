@@ -8,14 +8,14 @@ import torch
 from PIL import Image
 
 import adain_core
-from adain_core import Cancelled, CardError, ShapeError, StyleCard, ValueRangeError
+from adain_core import Cancelled, CardError, ShapeError, ValueRangeError
 from adain_core.images import pil_to_tensor
 
 
 def test_repr_and_attributes(random_engine) -> None:
     assert random_engine.encoder_id == "vgg16-hed-bsds500"
     assert random_engine.device == torch.device("cpu") and random_engine.precision == "fp32"
-    assert "Engine(" in repr(random_engine)
+    assert repr(random_engine).startswith("Engine(encoder_id='vgg16-hed-bsds500', device=cpu, precision='fp32', model=")
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (2, 300)])
@@ -36,7 +36,7 @@ def test_large_odd_size_bf16(random_model_path, card_a) -> None:
 def test_alpha_zero_equals_decoding_the_content_features(random_engine, card_a, make_image) -> None:
     x, _ = pil_to_tensor(make_image(32, 40, seed=1))
     out0 = random_engine.stylize(x, card_a, alpha=0.0)
-    recon = random_engine._decode(random_engine.features(x)["relu4_1"]).clamp(0, 1)
+    recon = random_engine.decode(random_engine.encode(x)).clamp(0, 1)
     torch.testing.assert_close(out0, recon, atol=1e-5, rtol=0)
     # α changes the result monotonically away from the reconstruction; α > 1 extrapolates (API only).
     d = [float((random_engine.stylize(x, card_a, alpha=a) - out0).abs().mean()) for a in (0.5, 1.0)]
@@ -169,6 +169,5 @@ def test_card_of_another_encoder_in_mask_list(random_engine, card_a) -> None:
     import dataclasses
 
     other = dataclasses.replace(card_a, encoder_id="vgg19-normalised-original")
-    assert isinstance(other, StyleCard)
     with pytest.raises(CardError, match="vgg19-normalised-original"):
         random_engine.stylize(torch.rand(1, 3, 16, 16), [(card_a, None), (other, None)])

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 import adain_core
-from adain_core import MemoryPreflightError, ValueRangeError
+from adain_core import MemoryPreflightError, ValueRangeError, style_transfer
 from adain_core.images import pil_to_tensor
+from adain_core.networks import pad_to_multiple
 from adain_core.tiling import (FEATHER, MARGIN, choose_tile_size, estimate_pass_bytes, feather_weights,
                                plan_tiles)
 
@@ -154,3 +155,12 @@ def test_bad_tile_arguments(random_engine, card_a) -> None:
         random_engine.stylize(x, card_a, tile="huge")
     with pytest.raises(ValueRangeError, match="memory size"):
         random_engine.stylize(x, card_a, max_memory="lots")
+
+
+def test_tiled_path_equals_the_one_pass_function(random_engine, card_a, square_results, square) -> None:
+    """The spine: adain_core.style_transfer, the method in one pass, is what the tiled path must reproduce."""
+    padded, _ = pad_to_multiple(square)
+    style_stats = [(card_a.mean.reshape(1, -1, 1, 1), card_a.std.reshape(1, -1, 1, 1))]
+    reference, _ = style_transfer(random_engine.encode, random_engine.decode, padded, style_stats)
+    _, tiled, _ = square_results
+    assert float((tiled - reference.clamp(0, 1)).abs().max()) <= 1e-4

@@ -31,8 +31,7 @@ def module(name: str):
 
 def _with_backend(report: dict) -> dict:
     """Record which engine backend ran and shut its worker down, if it used one."""
-    engine = module("engine")
-    backend = next(iter(engine._backends.values()), None)
+    backend = module("backends").current()
     report["backend"] = type(backend).__name__
     if backend is not None and hasattr(backend, "client"):
         report["worker_shutdown"] = backend.client.shutdown()

@@ -50,7 +50,7 @@ def test_requirements_never_touch_torch():
 
 def test_engine_not_duplicated_in_node_folder():
     node_files = [p.name for p in (REPO / "comfy_nodes").rglob("*.py")]
-    assert sorted(node_files) == ["__init__.py", "convert.py", "models.py", "nodes.py"]
+    assert sorted(node_files) == ["__init__.py", "layout.py", "models.py", "nodes.py"]
     for path in (REPO / "comfy_nodes").rglob("*.py"):
         text = path.read_text()
         assert "calc_mean_std" not in text and "nn.Conv2d" not in text, f"model code in {path}"

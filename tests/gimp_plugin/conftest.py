@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from gimp_plugin.install import install_plugin_files
+
 REPO = Path(__file__).resolve().parents[2]
 GIMP_SH = REPO / ".ci" / "hosts" / "gimp.sh"
 CACHE = Path(os.environ.get("ADAIN_HOST_CACHE") or Path.home() / ".cache" / "adain-hosts")
 ENGINE_PYTHON = CACHE / "venv" / "bin" / "python"
-PLUGIN_DIR = REPO / "gimp_plugin"
 
 
 @dataclass
@@ -24,19 +25,25 @@ class GimpHost:
 
     def run_batch(self, work: Path, params: dict, *, env: dict[str, str] | None = None, gui: bool = False,
                   binds: list[Path] = (), timeout: float = 300,
-                  plugin_dir: Path | None = PLUGIN_DIR) -> subprocess.CompletedProcess[str]:
-        """Run tests/gimp_plugin/gimp_batch.py in gimp-console-3.0 with our plug-in folder and an isolated profile.
+                  own_plugin: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run tests/gimp_plugin/gimp_batch.py in gimp-console-3.0 with our plug-in, installed as
+        ``adain install gimp`` does into ``work/plug-ins``, and an isolated profile.
 
         ``work`` and ``binds`` are bound into the GIMP root at the same paths; results come back in
         ``work/results.json``. The profile is ``work/gimp-config`` (``$GIMP3_DIRECTORY``) and ``$HOME`` is
-        ``work/home``; ``plugin_dir=None`` leaves GIMP with its standard plug-in folders only (``adain install
-        gimp`` put the plug-in into the profile).
+        ``work/home``; ``own_plugin=False`` leaves GIMP with its standard plug-in folders only (the test ran
+        ``adain install gimp`` into the profile itself).
         ``gui``: run the full ``gimp-3.0`` on a private Xvfb instead (for what only the UI can do, like undo).
         """
         config_dir, home = work / "gimp-config", work / "home"
         config_dir.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
-        extra = f":{plugin_dir}" if plugin_dir is not None else ""
+        extra = ""
+        if own_plugin:
+            plugins = work / "plug-ins"
+            if not plugins.exists():
+                install_plugin_files(plugins)
+            extra = f":{plugins}"
         (config_dir / "gimprc").write_text(
             f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}")\n')
         params = dict(params, work=str(work))

@@ -1,8 +1,7 @@
-"""Frames, the runtime directory and the plug-in installer: no worker process, no torch."""
+"""Frames, the runtime directory and the config file: no worker process, no torch."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
@@ -12,7 +11,6 @@ import threading
 import pytest
 
 from adain_core.worker import config, protocol
-from adain_core.worker.install import PLUGIN_NAME, install_gimp_plugin
 from adain_core.worker.protocol import ProtocolError, recv_message, send_message
 
 
@@ -93,36 +91,6 @@ def test_runtime_dir_of_another_user_is_refused(tmp_path):
 def test_endpoint_name_depends_on_python_only():
     assert protocol.endpoint_name("/a/bin/python") == protocol.endpoint_name("/a/bin/python")
     assert protocol.endpoint_name("/a/bin/python") != protocol.endpoint_name("/b/bin/python")
-
-
-def test_install_gimp_plugin_copies_and_records_python(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAIN_CONFIG", str(tmp_path / "engine.json"))
-    monkeypatch.delenv("ADAIN_PYTHON", raising=False)
-    target = install_gimp_plugin(tmp_path / "plug-ins")
-    script = target / f"{PLUGIN_NAME}.py"
-    assert target == tmp_path / "plug-ins" / PLUGIN_NAME and script.is_file() and not target.is_symlink()
-    assert os.access(script, os.X_OK)
-    assert not list(target.rglob("__pycache__"))
-    import sys
-
-    assert json.loads((tmp_path / "engine.json").read_text())["python"] == os.path.abspath(sys.executable)
-    # Reinstall over it, linked this time, with ADAIN_PYTHON overriding the recorded Python.
-    monkeypatch.setenv("ADAIN_PYTHON", sys.executable)
-    linked = install_gimp_plugin(tmp_path / "plug-ins", link=True)
-    assert linked.is_symlink() and (linked / f"{PLUGIN_NAME}.py").is_file()
-
-
-def test_install_gimp_plugin_default_folder_follows_gimp3_directory(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAIN_CONFIG", str(tmp_path / "engine.json"))
-    monkeypatch.setenv("GIMP3_DIRECTORY", str(tmp_path / "gimp3"))
-    assert install_gimp_plugin() == tmp_path / "gimp3" / "plug-ins" / PLUGIN_NAME
-
-
-def test_install_refuses_missing_python(tmp_path, monkeypatch):
-    monkeypatch.setenv("ADAIN_CONFIG", str(tmp_path / "engine.json"))
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        install_gimp_plugin(tmp_path / "plug-ins", python=tmp_path / "nope" / "python")
-    assert not (tmp_path / "engine.json").exists()
 
 
 def test_config_merge_and_remove(tmp_path, monkeypatch):

@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from adain_core.worker import EngineError, WorkerClient
+from adain_core.worker import EngineError
 from adain_core.worker.protocol import PROTOCOL_VERSION, recv_message, send_message
 from adain_core.worker.server import MAX_SEQUENCES
 
-REPO = Path(__file__).resolve().parents[2]
 STYLE_SIZE = 64
 TEMPORAL = 0.6
 #: float32 output of the worker vs. the engine in this process (as in test_worker.py).
@@ -42,12 +40,9 @@ def assets(tmp_path_factory):
     return {"model": str(model), "style": str(root / "style.png"), "frames": frames}
 
 
-def make_client(directory: Path, **kwargs) -> WorkerClient:
-    return WorkerClient(sys.executable, directory=directory, env={"PYTHONPATH": str(REPO)}, **kwargs)
-
 
 @pytest.fixture(scope="module")
-def warm(tmp_path_factory):
+def warm(make_client, tmp_path_factory):
     client = make_client(tmp_path_factory.mktemp("rt-seq"), idle_timeout=120)
     yield client
     client.shutdown()
@@ -159,7 +154,7 @@ class _OldWorker(threading.Thread):
             os.unlink(self.path)
 
 
-def test_worker_without_sequences_is_replaced(assets, tmp_path):
+def test_worker_without_sequences_is_replaced(make_client, assets, tmp_path):
     client = make_client(tmp_path / "rt", idle_timeout=30)
     old = _OldWorker(client.directory / f"{client.name}.sock", obeys_shutdown=True)
     old.start()
@@ -169,7 +164,7 @@ def test_worker_without_sequences_is_replaced(assets, tmp_path):
     client.shutdown()
 
 
-def test_engine_without_sequences_says_to_upgrade(assets, tmp_path):
+def test_engine_without_sequences_says_to_upgrade(make_client, assets, tmp_path):
     client = make_client(tmp_path / "rt")
     old = _OldWorker(client.directory / f"{client.name}.sock", obeys_shutdown=False)
     old.start()

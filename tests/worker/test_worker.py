@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -10,16 +11,16 @@ import subprocess
 import sys
 import textwrap
 import threading
-from pathlib import Path
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from adain_core.worker import EngineError, WorkerCancelled, WorkerClient, WorkerCrashed, WorkerUnavailable
+from adain_core.worker import (BUNDLED_NAME, EngineError, WorkerCancelled, WorkerClient, WorkerCrashed,
+                                WorkerUnavailable, client_files)
 from adain_core.worker.protocol import recv_message, send_message
 
-REPO = Path(__file__).resolve().parents[2]
 STYLE_SIZE = 64
 #: the worker and this process run the same engine code on the same CPU; rounding to uint8 may flip by 1 level
 #: where the float summation order differs (thread count).
@@ -42,13 +43,9 @@ def assets(tmp_path_factory):
             "style_b": str(root / "style_b.png"), "content": content}
 
 
-def make_client(directory: Path, **kwargs) -> WorkerClient:
-    # PYTHONPATH: the worker imports adain_core from this checkout even where it is not pip-installed.
-    return WorkerClient(sys.executable, directory=directory, env={"PYTHONPATH": str(REPO)}, **kwargs)
-
 
 @pytest.fixture(scope="module")
-def warm(assets, tmp_path_factory):
+def warm(make_client, assets, tmp_path_factory):
     """One worker shared by the tests that do not kill or time it out."""
     client = make_client(tmp_path_factory.mktemp("rt-shared"), idle_timeout=120)
     yield client
@@ -101,10 +98,11 @@ def test_second_run_hits_the_caches(warm, assets):
     assert second.timings["load_model"] < 0.05 and second.timings["encode_style"] < 0.05
 
 
-def test_style_card_cache_key_includes_size_and_colour(warm, assets):
+def test_style_card_cache_key_is_file_and_size(warm, assets):
+    """A card depends on the style file and the style size; the colour mode is applied later, to the same card."""
     _run(warm, assets, assets["content"])
     assert _run(warm, assets, assets["content"], style_size=96).cache["styles"] == [False]
-    assert _run(warm, assets, assets["content"], color="luminance").cache["styles"] == [False]
+    assert _run(warm, assets, assets["content"], color="luminance").cache["styles"] == [True]
 
 
 def test_mask_keeps_unmasked_pixels_exactly(warm, assets):
@@ -143,7 +141,7 @@ def test_engine_errors_reach_the_client(warm, assets, tmp_path):
     assert info.value.kind == "BadRequest"
 
 
-def test_two_concurrent_clients_get_their_own_results(warm, assets, reference):
+def test_two_concurrent_clients_get_their_own_results(make_client, warm, assets, reference):
     """Two client objects (as two GIMP windows would be) at once, on different images: both served correctly."""
     first = assets["content"]
     second = np.ascontiguousarray(first[::-1, ::-1])
@@ -204,15 +202,18 @@ def test_socket_is_private(warm):
     assert stat.S_IMODE((warm.directory / f"{warm.name}.sock").stat().st_mode) & 0o077 == 0
 
 
-def test_client_works_without_numpy_or_torch(warm, assets):
-    """GIMP's Python has neither: load the worker package by path, the way the plug-in does, and stylise bytes."""
+def test_client_works_without_numpy_or_torch(warm, assets, tmp_path):
+    """GIMP's Python has neither: bundle the client as the installers do (``adain_worker``), import it like any
+    package, and stylise bytes."""
+    bundled = tmp_path / BUNDLED_NAME
+    bundled.mkdir()
+    for path in client_files():
+        shutil.copy(path, bundled / path.name)
     code = textwrap.dedent(f"""
-        import importlib.util, sys
+        import sys
         sys.modules["numpy"] = None; sys.modules["torch"] = None      # any import of them now fails
-        d = {str(REPO / "adain_core" / "worker")!r}
-        spec = importlib.util.spec_from_file_location("_adain_worker", d + "/__init__.py",
-                                                      submodule_search_locations=[d])
-        w = importlib.util.module_from_spec(spec); sys.modules["_adain_worker"] = w; spec.loader.exec_module(w)
+        sys.path.insert(0, {str(tmp_path)!r})
+        import adain_worker as w
         c = w.WorkerClient({sys.executable!r}, directory={str(warm.directory)!r})
         r = c.stylize(bytes(8 * 8 * 4), {assets["style_a"]!r}, shape=(8, 8, 4), dtype="uint8",
                       model={assets["model"]!r}, style_size=64)
@@ -224,7 +225,7 @@ def test_client_works_without_numpy_or_torch(warm, assets):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
 
 
-def test_concurrent_first_calls_start_one_worker(assets, tmp_path):
+def test_concurrent_first_calls_start_one_worker(make_client, assets, tmp_path):
     directory = tmp_path / "rt"
     pids, errors = [], []
 
@@ -243,7 +244,7 @@ def test_concurrent_first_calls_start_one_worker(assets, tmp_path):
     make_client(directory).shutdown()
 
 
-def test_crash_mid_job_restarts_once_and_retries(assets, tmp_path):
+def test_crash_mid_job_restarts_once_and_retries(make_client, assets, tmp_path):
     client = make_client(tmp_path / "rt", idle_timeout=30)
     first_pid = client.ping()["pid"]
     killed = []
@@ -259,7 +260,7 @@ def test_crash_mid_job_restarts_once_and_retries(assets, tmp_path):
     client.shutdown()
 
 
-def test_crash_twice_gives_a_clear_error(assets, tmp_path):
+def test_crash_twice_gives_a_clear_error(make_client, assets, tmp_path):
     client = make_client(tmp_path / "rt", idle_timeout=30)
 
     def kill_always(done, total, stage):
@@ -270,13 +271,16 @@ def test_crash_twice_gives_a_clear_error(assets, tmp_path):
     client.shutdown()
 
 
-def test_idle_timeout_exits_and_removes_the_socket(assets, tmp_path):
+def test_idle_timeout_exits_and_removes_the_socket(make_client, assets, tmp_path):
     client = make_client(tmp_path / "rt", idle_timeout=1)
     client.ping()
-    process = client._process  # started by this client: watch it without pinging (a ping is activity)
-    assert process is not None
-    assert process.wait(timeout=30) == 0
-    assert not (client.directory / f"{client.name}.sock").exists()
+    socket_file = client.directory / f"{client.name}.sock"
+    assert socket_file.exists()
+    # Watch the socket file, not the worker: a ping would be activity and restart the idle clock.
+    deadline = time.monotonic() + 30
+    while socket_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not socket_file.exists()
     assert not client.is_running()
 
 
@@ -301,7 +305,7 @@ def test_no_configuration_at_all(monkeypatch, tmp_path):
         WorkerClient(directory=tmp_path / "rt")
 
 
-def test_tcp_transport_with_token(assets, tmp_path, monkeypatch):
+def test_tcp_transport_with_token(make_client, assets, tmp_path, monkeypatch):
     """The Windows fallback, forced on Linux: loopback TCP plus a 0600 token file; a wrong token is refused."""
     monkeypatch.setenv("ADAIN_WORKER_TRANSPORT", "tcp")
     client = make_client(tmp_path / "rt", idle_timeout=30)

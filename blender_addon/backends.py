@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Access to the adain_core engine: in-process when ``import adain_core`` works in Blender's Python, otherwise through
+"""Picks the engine backend: in-process when ``import adain_core`` works in Blender's Python, otherwise through
 the engine worker (a separate process in the engine's Python, driven by the stdlib-only client of
 ``adain_core.worker``, which the extension zip carries as ``adain_worker``).
 
@@ -10,12 +10,8 @@ styles as ``(image file path, weight)`` pairs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
-import os
-import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -43,6 +39,12 @@ _backends: dict[tuple, object] = {}
 _status = ""
 
 
+def current():
+    """The backend in use (the last one :func:`get_backend` made), or ``None``."""
+    with _lock:
+        return next(iter(_backends.values()), None)
+
+
 def last_status() -> str:
     """What the last engine lookup found (shown in the preferences)."""
     return _status
@@ -53,48 +55,49 @@ def _set_status(text: str) -> None:
     _status = text
 
 
-class InProcessBackend:
+class _Backend:
+    """What both backends share: the engine's (or worker's) exceptions become the add-on's."""
+
+    _cancelled: type[BaseException]
+    _failure: type[BaseException]
+
+    def _call(self, fn):
+        try:
+            return fn()
+        except self._cancelled:
+            raise EngineCancelled("cancelled") from None
+        except self._failure as exc:
+            raise EngineFailure(str(exc)) from None
+
+    def _each(self, iterator: Iterator) -> Iterator:
+        """``iterator``'s items, each step's exceptions translated by :meth:`_call`."""
+        while True:
+            try:
+                item = self._call(lambda: next(iterator))
+            except StopIteration:
+                return
+            yield item
+
+
+class InProcessBackend(_Backend):
     """adain_core imported into Blender's Python."""
 
     def __init__(self, model: str, device: str) -> None:
         import adain_core
+        from adain_core.cache import StyleCache
 
-        self._core = adain_core
+        self._cancelled, self._failure = adain_core.Cancelled, adain_core.AdaINError
         try:
             self.engine = adain_core.load(model, device=device)
         except adain_core.AdaINError as exc:
             raise EngineUnavailable(f"AdaIN engine: {exc}") from None
-        self._cards: dict[tuple, object] = {}
+        self._cards = StyleCache()
         self.description = (f"Engine in Blender's Python: adain_core {adain_core.__version__}, "
                             f"{self.engine.encoder_id} on {self.engine.device}")
 
     def _card(self, styles: Styles, style_size: int):
-        core = self._core
-        cards, weights = [], []
-        for path, weight in styles:
-            try:
-                stat = os.stat(path)
-            except OSError:
-                raise EngineFailure(f"style image {path}: no such file") from None
-            key = (path, stat.st_mtime_ns, stat.st_size, style_size)
-            if key not in self._cards:
-                if len(self._cards) > 64:
-                    self._cards.clear()
-                self._cards[key] = self.engine.encode_style(path, size=style_size)
-            cards.append(self._cards[key])
-            weights.append(weight)
-        if len(cards) == 1:
-            return cards[0]
-        return core.mix(cards, weights)
-
-    def _call(self, fn):
-        core = self._core
-        try:
-            return fn()
-        except core.Cancelled:
-            raise EngineCancelled("cancelled") from None
-        except core.AdaINError as exc:
-            raise EngineFailure(str(exc)) from None
+        card, _ = self._cards.mixed(self.engine, styles, style_size)
+        return card
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
                 progress: Progress | None = None, cancel: Cancel | None = None):
@@ -107,21 +110,15 @@ class InProcessBackend:
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
                        style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
         card = self._call(lambda: self._card(styles, style_size))
-        generator = self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
-                                               cancel=cancel, total=total)
-        while True:
-            try:
-                frame = self._call(lambda: next(generator))
-            except StopIteration:
-                return
-            yield frame
+        yield from self._each(self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
+                                                         cancel=cancel, total=total))
 
 
-class WorkerBackend:
+class WorkerBackend(_Backend):
     """The engine worker process, started on demand in the engine's Python."""
 
     def __init__(self, worker_module, python: str | None, model: str) -> None:
-        self._worker = worker_module
+        self._cancelled, self._failure = worker_module.WorkerCancelled, worker_module.WorkerError
         try:
             self.client = worker_module.WorkerClient(python or None)
             hello = self.client.ping()
@@ -130,15 +127,6 @@ class WorkerBackend:
         self.model = model
         self.description = (f"Engine worker: adain_core {hello.get('engine_version', '?')} in "
                             f"{self.client.python} (pid {hello.get('pid')})")
-
-    def _call(self, fn):
-        worker = self._worker
-        try:
-            return fn()
-        except worker.WorkerCancelled:
-            raise EngineCancelled("cancelled") from None
-        except worker.WorkerError as exc:
-            raise EngineFailure(str(exc)) from None
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
                 progress: Progress | None = None, cancel: Cancel | None = None):
@@ -155,47 +143,26 @@ class WorkerBackend:
         results = self.client.stylize_frames(frames, styles, temporal=temporal, alpha=alpha, color=color,
                                              style_size=style_size, model=self.model, cancel=cancel)
         try:
-            while True:
-                try:
-                    result = self._call(lambda: next(results))
-                except StopIteration:
-                    return
+            for result in self._each(results):
                 yield result.array()
         finally:
             results.close()  # the worker forgets the sequence
 
 
-def _load_package(name: str, directory: Path):
-    """Import the package in ``directory`` under ``name`` (relative imports inside it keep working)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, directory / "__init__.py",
-                                                  submodule_search_locations=[str(directory)])
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {directory}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
 def worker_client_module():
-    """The stdlib-only worker client: the copy the extension zip carries, else the one of a source checkout."""
+    """The stdlib-only worker client: the copy the extension zip carries (``adain_worker``), else the engine's own
+    when ``adain_core`` imports here (a development setup)."""
     bundled = f"{__package__}.adain_worker"
     try:
         return importlib.import_module(bundled)
     except ModuleNotFoundError as exc:
         if exc.name != bundled:
             raise
-    checkout = Path(__file__).resolve().parent.parent / "adain_core" / "worker"
-    if (checkout / "client.py").is_file():
-        return _load_package("_adain_worker_client", checkout)
-    raise EngineUnavailable("this AdaIN Style Transfer install lacks the engine worker client (adain_worker/): "
-                            "reinstall the extension zip built by `adain install blender --zip`")
+    try:
+        return importlib.import_module("adain_core.worker")
+    except ImportError:
+        raise EngineUnavailable("this AdaIN Style Transfer install lacks the engine worker client (adain_worker/): "
+                                "reinstall the extension zip built by `adain install blender --zip`") from None
 
 
 def _in_process_importable() -> tuple[bool, str]:

@@ -1,0 +1,26 @@
+"""The words every layer and adapter shares: colour modes, precisions, tile modes, file suffixes. Defined here
+once and imported everywhere (the GIMP plug-in, which cannot import the engine, mirrors them under a test)."""
+
+from __future__ import annotations
+
+__all__ = ["COLOR_MODES", "PRECISIONS", "TILE_MODES", "CARD_SUFFIX", "WEIGHTS_SUFFIX", "MODEL_SUFFIXES",
+           "is_card_path"]
+
+#: Where the result's colours come from: the style's; the content's (style recoloured to them before encoding);
+#: or the content's chroma with stylised luminance. The first is the default.
+COLOR_MODES = ("style", "preserve", "luminance")
+#: Network precisions; ``auto`` picks fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Tiling besides a core tile size in px: ``auto`` tiles only when one pass does not fit the memory budget.
+TILE_MODES = ("auto", "off")
+#: A style card file (a style's statistics, see :class:`adain_core.StyleCard`).
+CARD_SUFFIX = ".adainstyle.safetensors"
+#: Every weights file the engine writes (models, encoders, cards).
+WEIGHTS_SUFFIX = ".safetensors"
+#: Model files the engine reads: its own, and the original release's ``decoder.pth``.
+MODEL_SUFFIXES = (WEIGHTS_SUFFIX, ".pth")
+
+
+def is_card_path(path: str) -> bool:
+    """Whether a style given as a path is a saved card rather than an image (any ``.safetensors`` file)."""
+    return str(path).endswith(WEIGHTS_SUFFIX)

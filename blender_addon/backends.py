@@ -10,6 +10,7 @@ styles as ``(image file path, weight)`` pairs.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 

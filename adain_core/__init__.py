@@ -13,7 +13,7 @@ from .cards import StyleCard, mix
 from .engine import Engine, FrameState, load
 from .options import StylizeOptions
 from .errors import (AdaINError, Cancelled, CardError, ChecksumError, ImageLoadError, MemoryPreflightError,
-                     ModelError, ShapeError, ValueRangeError)
+                     MissingDependencyError, ModelError, ShapeError, ValueRangeError)
 
 __version__ = "0.1.0"
 
@@ -21,5 +21,5 @@ __all__ = [
     "AdaIN", "adain", "blend_alpha", "calc_mean_std", "masked_mean_std", "style_transfer",
     "StyleCard", "mix", "Engine", "FrameState", "load", "StylizeOptions",
     "AdaINError", "Cancelled", "CardError", "ChecksumError", "ImageLoadError", "MemoryPreflightError",
-    "ModelError", "ShapeError", "ValueRangeError",
+    "MissingDependencyError", "ModelError", "ShapeError", "ValueRangeError",
 ]

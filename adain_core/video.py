@@ -1,4 +1,5 @@
-"""Frames in and out: a video file (imageio + the imageio-ffmpeg wheel's own ffmpeg) or a folder of frames."""
+"""Frames in and out: a video file (imageio + the imageio-ffmpeg wheel's own ffmpeg: the ``video`` extra) or a folder
+of frames."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from .files import publish
 from .errors import ImageLoadError
+from .extras import require
 from .images import IMAGE_SUFFIXES, check_image_header, load_image
 
 __all__ = ["VIDEO_SUFFIXES", "is_video", "list_frames", "read_video", "VideoWriter", "FrameFolderWriter"]
@@ -41,7 +43,9 @@ def read_video(path: Path) -> tuple[Iterator[np.ndarray], float, int]:
 
     Raises:
         ImageLoadError: unreadable or corrupt video, or frames too large (checked from the metadata, before decoding).
+        MissingDependencyError: the ``video`` extra is not installed.
     """
+    require("video", f"reading the video {path}")
     import imageio.v2 as iio
 
     try:
@@ -76,6 +80,7 @@ class VideoWriter:
     """Writes RGB uint8 frames to a video atomically: a temp file in the target folder, renamed on :meth:`commit`."""
 
     def __init__(self, path: Path, fps: float) -> None:
+        require("video", f"writing the video {path}")
         self.path = path
         self.fps = fps
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)

@@ -10,6 +10,7 @@ styles as ``(image file path, weight)`` pairs.
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
@@ -18,7 +19,8 @@ Cancel = Callable[[], bool]
 Styles = list[tuple[str, float]]
 
 _SETUP_HINT = ("set the engine's Python (a Python where `import adain_core` works) in Edit → Preferences → Add-ons → "
-               "AdaIN Style Transfer, or install adain_core into Blender's own Python")
+               "AdaIN Style Transfer, or install the engine into Blender's own Python: `{python} -m pip install "
+               "adain-style-transfer`")
 
 
 class EngineFailure(Exception):
@@ -226,8 +228,8 @@ def _make_backend(mode: str, python: str, model: str, device: str):
         resolved = worker.resolve_engine_python(python or None)
     except worker.WorkerUnavailable as exc:
         reasons.append(f"no engine worker ({exc})" if python else "no engine Python is set")
-        raise EngineUnavailable("AdaIN engine not available: " + "; ".join(reasons) + f". Fix: {_SETUP_HINT}") \
-            from None
+        hint = _SETUP_HINT.format(python=sys.executable)
+        raise EngineUnavailable("AdaIN engine not available: " + "; ".join(reasons) + f". Fix: {hint}") from None
     return WorkerBackend(worker, resolved, model)
 
 

@@ -34,6 +34,14 @@ def _make_engine_importable() -> None:
     origin = Path(spec.origin or "").resolve()
     if _REPO_ROOT not in origin.parents:
         logger.info("AdaIN: using the installed engine at %s", origin.parent)
+    try:
+        importlib.import_module("adain_core")
+    except ModuleNotFoundError as exc:
+        # ComfyUI only logs this; name the command for the Python that runs ComfyUI (venv, conda, embedded).
+        raise ImportError(
+            f"AdaIN nodes: the Python module {exc.name!r} is missing in ComfyUI's Python; install the pack's "
+            f"requirements with: {sys.executable} -m pip install -r {_REPO_ROOT / 'requirements.txt'}"
+        ) from None
 
 
 async def comfy_entrypoint():

@@ -151,9 +151,11 @@ class AdaINStyleEncode(io.ComfyNode):
         pixels = image_to_engine(style_image, "style_image")
         size = None if style_size == 0 else style_size
         cards = []
+        bar = comfy.utils.ProgressBar(pixels.shape[0])  # each tick is also an interrupt point
         for i in range(pixels.shape[0]):
             model_management.throw_exception_if_processing_interrupted()
             cards.append(model.encode_style(pixels[i : i + 1], size=size, name=f"style image {i + 1}"))
+            bar.update(1)
         card = cards[0] if len(cards) == 1 else adain_core.mix(cards, [1.0] * len(cards))
         return io.NodeOutput(card)
 

@@ -79,7 +79,9 @@ def check_engine(python):
         raise PluginError(f"the AdaIN engine Python {python} does not run ({exc}). {FIX}") from None
     if found.returncode != 0:
         detail = (found.stderr.strip().splitlines() or ["adain_core is not installed there"])[-1]
-        raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). {FIX}")
+        raise PluginError(f"the AdaIN engine is not installed in {python} ({detail}). To fix it, run "
+                          f"`{python} -m pip install adain-style-transfer` (or `adain install gimp` with the Python "
+                          "that has the engine), then run the filter again.")
 
 
 # ------------------------------------------------------------------------------------------------ the filter

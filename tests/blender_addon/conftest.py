@@ -105,10 +105,11 @@ def engine(model_path):
 
 @pytest.fixture(scope="session")
 def run_session(bpy_python, addon_zip, model_path, style_path, style2_path, tmp_path_factory):
-    """``run_session(scenario, **config) -> (report, out_dir)``: one fresh bpy process running a scenario of
-    bpy_session.py; fails with its output when it crashes."""
+    """``run_session(scenario, python=None, env_extra=None, **config) -> (report, out_dir)``: one fresh bpy process
+    running a scenario of bpy_session.py (``env_extra``: more environment variables); fails with its output when it
+    crashes."""
 
-    def run(scenario: str, python: str | None = None, **config):
+    def run(scenario: str, python: str | None = None, env_extra: dict[str, str] | None = None, **config):
         root = tmp_path_factory.mktemp(f"bpy-{scenario}")
         out = root / "out"
         out.mkdir()
@@ -118,7 +119,7 @@ def run_session(bpy_python, addon_zip, model_path, style_path, style2_path, tmp_
         (root / "config.json").write_text(json.dumps(cfg))
         env = {k: v for k, v in os.environ.items() if k not in ("ADAIN_PYTHON", "ADAIN_MODEL", "PYTHONPATH")}
         env.update(BLENDER_USER_RESOURCES=str(root / "user-resources"), ADAIN_CONFIG=str(root / "engine.json"),
-                   ADAIN_WORKER_DIR=str(root / "worker"), ADAIN_WORKER_IDLE_TIMEOUT="60")
+                   ADAIN_WORKER_DIR=str(root / "worker"), ADAIN_WORKER_IDLE_TIMEOUT="60", **(env_extra or {}))
         proc = subprocess.run([python or bpy_python, "-X", "faulthandler", str(SESSION_SCRIPT), scenario, str(root / "config.json"),
                                str(root / "report.json")], cwd=root, env=env, capture_output=True, text=True,
                               timeout=SESSION_TIMEOUT)

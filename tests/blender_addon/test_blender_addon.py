@@ -172,6 +172,7 @@ def test_no_engine_reports_error_and_writes_nothing_then_worker_works(run_sessio
     assert report["auto"]["result"] == ["CANCELLED"]
     assert "AdaIN engine not available" in report["auto"]["error"]
     assert "Preferences" in report["auto"]["error"]
+    assert f"{bpy_python} -m pip install adain-style-transfer" in report["auto"]["error"]  # this host's Python
     assert report["files_after_auto"] == []
     assert "does not exist" in report["bad_python"]["error"]
     assert report["files_after_bad_python"] == []
@@ -206,3 +207,22 @@ def test_blender_4x_with_worker(run_session, bpy4_python, bpy_python, engine, st
     # The smoothing really happened through the worker: the last frame differs from that frame stylised alone.
     independent = np.asarray(engine.stylize(plain[2], card).convert("RGB"), dtype=np.float32)
     assert np.abs(_rgb(out / frames[2]) - independent).max() > MAX_DIFF
+
+
+@pytest.mark.parametrize("where", ["in-process", "worker (Blender 4.5)"])
+def test_first_use_with_the_bundled_model_and_an_empty_cache(run_session, bpy_python, bpy4_python, style_path,
+                                                             tmp_path, monkeypatch, where):
+    """Installed from the zip, nothing configured but the style: the default model renders with an empty cache."""
+    import adain_core
+
+    home = tmp_path / "adain-home"
+    worker = where.startswith("worker")
+    report, out = run_session("first_use", python=bpy4_python if worker else None,
+                              env_extra={"ADAIN_HOME": str(home)}, **({"engine_python": bpy_python} if worker else {}))
+    assert report["install"]["result"] == ["FINISHED"] and report["model"] == "default"
+    assert report["still"]["error"] is None, report["still"]
+    assert report["backend"] == ("WorkerBackend" if worker else "InProcessBackend")
+    monkeypatch.setenv("ADAIN_HOME", str(home))  # the same (bundled) encoder as the session's
+    default = adain_core.load("default", device="cpu")
+    _assert_close(_rgb(out / "still_.png"), _reference(default, style_path, out / "plain_.png"), where)
+    assert not home.exists() or not any(home.rglob("*.safetensors")), "nothing may be fetched into the cache"

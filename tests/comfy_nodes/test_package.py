@@ -81,3 +81,23 @@ def test_registry_metadata():
     assert "comfyui" not in project["project"]["name"].lower()
     torch_reqs = [d for d in project["project"]["dependencies"] if d.startswith("torch")]
     assert torch_reqs and all("==" not in d for d in torch_reqs)
+
+
+def test_missing_requirement_names_the_pip_command_for_comfyuis_python(tmp_path):
+    """A requirement missing from ComfyUI's Python: the import error (what ComfyUI logs) says what to run there."""
+    code = (
+        "import asyncio, importlib.util, sys\n"
+        "sys.modules['safetensors'] = None  # as if requirements.txt was never installed\n"
+        f"spec = importlib.util.spec_from_file_location('adain_pack', {str(REPO / '__init__.py')!r},\n"
+        f"    submodule_search_locations=[{str(REPO)!r}])\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules['adain_pack'] = m; spec.loader.exec_module(m)\n"
+        "try:\n"
+        "    asyncio.run(m.comfy_entrypoint())\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (f"AdaIN nodes: the Python module 'safetensors' is missing in ComfyUI's Python; "
+                                   f"install the pack's requirements with: {sys.executable} -m pip install -r "
+                                   f"{REPO / 'requirements.txt'}")

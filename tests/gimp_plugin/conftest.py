@@ -24,22 +24,28 @@ class GimpHost:
     engine_python: Path
 
     def run_batch(self, work: Path, params: dict, *, env: dict[str, str] | None = None, gui: bool = False,
-                  binds: list[Path] = (), timeout: float = 300) -> subprocess.CompletedProcess[str]:
+                  binds: list[Path] = (), timeout: float = 300,
+                  own_plugin: bool = True) -> subprocess.CompletedProcess[str]:
         """Run tests/gimp_plugin/gimp_batch.py in gimp-console-3.0 with our plug-in, installed as
         ``adain install gimp`` does into ``work/plug-ins``, and an isolated profile.
 
         ``work`` and ``binds`` are bound into the GIMP root at the same paths; results come back in
-        ``work/results.json``.
+        ``work/results.json``. The profile is ``work/gimp-config`` (``$GIMP3_DIRECTORY``) and ``$HOME`` is
+        ``work/home``; ``own_plugin=False`` leaves GIMP with its standard plug-in folders only (the test ran
+        ``adain install gimp`` into the profile itself).
         ``gui``: run the full ``gimp-3.0`` on a private Xvfb instead (for what only the UI can do, like undo).
         """
         config_dir, home = work / "gimp-config", work / "home"
         config_dir.mkdir(exist_ok=True)
         home.mkdir(exist_ok=True)
-        plugins = work / "plug-ins"
-        if not plugins.exists():
-            install_plugin_files(plugins)
+        extra = ""
+        if own_plugin:
+            plugins = work / "plug-ins"
+            if not plugins.exists():
+                install_plugin_files(plugins)
+            extra = f":{plugins}"
         (config_dir / "gimprc").write_text(
-            f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins:{plugins}")\n')
+            f'(plug-in-path "${{gimp_dir}}/plug-ins:${{gimp_plug_in_dir}}/plug-ins{extra}")\n')
         params = dict(params, work=str(work))
         (work / "params.json").write_text(json.dumps(params))
         variables = {

@@ -67,6 +67,14 @@ def check_uint8_image(t: object, field: str, layout: str, *, source: object | No
         raise error(f"{where}{field} has shape {tuple(t.shape)}; expected {expected}")
 
 
+def _as_float(value: object, message: str) -> float:
+    """``float(value)``, or :class:`ValueRangeError` ``"<message>, got <value>"``."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ValueRangeError(f"{message}, got {value!r}") from None
+
+
 def check_weights(weights: Sequence[object], field: str = "weights", *, count: int | None = None) -> list[float]:
     """Mix weights: finite numbers ≥ 0 whose sum is positive and finite. Returns them normalised to sum to 1.
 
@@ -77,10 +85,7 @@ def check_weights(weights: Sequence[object], field: str = "weights", *, count: i
         raise ValueRangeError(f"{field}: {len(weights)} given for {count} styles")
     values: list[float] = []
     for w in weights:
-        try:
-            x = float(w)  # type: ignore[arg-type]
-        except (TypeError, ValueError, OverflowError):
-            raise ValueRangeError(f"{field} must be numbers, got {w!r}") from None
+        x = _as_float(w, f"{field} must be numbers")
         if not math.isfinite(x) or x < 0:
             raise ValueRangeError(f"{field} must be finite and ≥ 0, got {values + [w]}")
         values.append(x)
@@ -95,10 +100,7 @@ def check_weights(weights: Sequence[object], field: str = "weights", *, count: i
 
 def check_alpha(alpha: object) -> float:
     """Style strength α: a finite number ≥ 0 (1 = full style, > 1 extrapolates). Returns it as float."""
-    try:
-        value = float(alpha)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise ValueRangeError(f"alpha must be a number ≥ 0 (1 = full style), got {alpha!r}") from None
+    value = _as_float(alpha, "alpha must be a number ≥ 0 (1 = full style)")
     if not math.isfinite(value) or value < 0:
         raise ValueRangeError(f"alpha must be a finite number ≥ 0 (1 = full style), got {alpha!r}")
     return value

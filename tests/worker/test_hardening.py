@@ -30,10 +30,6 @@ STYLE_SIZE = 64
 GiB = 1 << 30
 
 
-def make_client(directory: Path, **kwargs) -> WorkerClient:
-    return WorkerClient(sys.executable, directory=directory, env={"PYTHONPATH": str(REPO)}, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     from adain_core.testing import make_random_model
@@ -47,7 +43,7 @@ def assets(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def worker(assets, tmp_path_factory):
+def worker(assets, tmp_path_factory, make_client):
     """One real worker for the tests that neither stop nor kill it; warmed up (model and card cached)."""
     client = make_client(tmp_path_factory.mktemp("rt-hard"), idle_timeout=120, timeout=60)
     client.stylize(assets["content"], assets["style"], model=assets["model"], style_size=STYLE_SIZE)
@@ -98,7 +94,8 @@ def _timed(fn, limit: float):
 # ------------------------------------------------------------------ one client never blocks the others
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 @pytest.mark.parametrize("kind", ["fifo", "char-device", "directory"])
-def test_style_path_that_blocks_is_refused_and_others_finish_on_time(worker, assets, tmp_path, kind):
+def test_style_path_that_blocks_is_refused_and_others_finish_on_time(worker, assets, tmp_path, kind,
+                                                                     make_client):
     if kind == "fifo":
         style = tmp_path / "style.png"
         os.mkfifo(style)  # nobody ever writes: opening it for reading normally blocks forever
@@ -338,7 +335,7 @@ def test_tcp_token_is_checked_before_any_payload(server, monkeypatch):
             assert sock.recv(1) == b""
 
 
-def test_client_reports_a_stopped_worker_in_one_line(assets, tmp_path):
+def test_client_reports_a_stopped_worker_in_one_line(assets, tmp_path, make_client):
     client = make_client(tmp_path / "rt", idle_timeout=60, timeout=1.5)
     pid = client.ping()["pid"]
     os.kill(pid, signal.SIGSTOP)
@@ -358,7 +355,7 @@ def test_client_reports_a_stopped_worker_in_one_line(assets, tmp_path):
 PLANT = """import pathlib; pathlib.Path({marker!r}).write_text("planted code ran")\n"""
 
 
-def test_modules_planted_in_the_runtime_folder_never_run(assets, tmp_path):
+def test_modules_planted_in_the_runtime_folder_never_run(assets, tmp_path, make_client):
     directory = tmp_path / "rt"
     directory.mkdir(mode=0o700)
     marker = tmp_path / "PLANTED"

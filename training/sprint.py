@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adain_core.adain import adain, calc_mean_std
-from adain_core.networks import TAPS, build_encoder, pad_to_multiple
+from adain_core.adain import calc_mean_std, style_transfer
+from adain_core.networks import build_encoder, pad_to_multiple
 from adain_core.store import ENCODERS
 
 from .config import TrainConfig
@@ -71,8 +71,9 @@ def random_crops(images: Tensor, batch: int, size: int, generator: torch.Generat
 @torch.no_grad()
 def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents: list[Tensor], styles: list[Tensor],
                     device: torch.device, amp_dtype: torch.dtype | None) -> tuple[list[list[Tensor]], list[float]]:
-    """Stylise every content × style pair at α = 1 (the engine's one-pass path: pad to a multiple of 8, encode,
-    AdaIN at relu4_1, decode, crop, clamp) and decode each photo from its own features.
+    """Stylise every content × style pair at α = 1 with the engine's one-pass method
+    (:func:`adain_core.adain.style_transfer`; inputs padded to a multiple of 8, outputs cropped and clamped) and
+    decode each photo from its own features.
 
     Args:
         contents, styles: (1, 3, H, W) float in [0, 1] each.
@@ -80,25 +81,23 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents
     Returns:
         ``(outputs[c][s], reconstructions[c])``: (1, 3, H, W) float CPU tensors in [0, 1].
     """
-    def run(x: Tensor) -> Tensor:
+    def encode(x: Tensor) -> Tensor:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             return encoder(x, ("relu4_1",))["relu4_1"].float()
 
-    def decode(t: Tensor, hw: tuple[int, int]) -> Tensor:
+    def decode(t: Tensor) -> Tensor:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            out = decoder(t).float()
+            return decoder(t).float()
+
+    def finish(out: Tensor, hw: tuple[int, int]) -> Tensor:
         return out[..., :hw[0], :hw[1]].clamp(0, 1).cpu()
 
-    style_stats = []
-    for s in styles:
-        padded, _ = pad_to_multiple(s.to(device))
-        style_stats.append(calc_mean_std(run(padded)))
+    style_stats = [calc_mean_std(encode(pad_to_multiple(s.to(device))[0])) for s in styles]
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device))
-        fc = run(padded)
-        outputs.append([decode(adain(fc, m, sd), hw) for m, sd in style_stats])
-        recon.append(decode(fc, hw))
+        outputs.append([finish(style_transfer(encode, decode, padded, [stats])[0], hw) for stats in style_stats])
+        recon.append(finish(decode(encode(padded)), hw))
     return outputs, recon
 
 

@@ -22,6 +22,7 @@ from .networks import TAPS, Encoder, pad_to_multiple
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
+from .upsample import downscale, guided_upsample, working_size
 
 __all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions", "MAX_STYLE_SIDE"]
 
@@ -273,7 +274,25 @@ class Engine:
     # -- internals ------------------------------------------------------------------------------------------
     def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Callable[[Stats], Stats] | None,
              progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, Stats]:
-        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used."""
+        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used.
+
+        Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
+        :func:`guided_upsample`; the colour mode is applied again at full size (content chroma / colours exact).
+        """
+        h, w = pixels.shape[-2:]
+        size = working_size(h, w, options.scale)
+        if size == (h, w):
+            return self._run_full(pixels, style, options, smooth, progress, cancel)
+        small = downscale(pixels, size)
+        out, stats = self._run_full(small, style, options, smooth, progress, cancel)
+        full = pixels.cpu().float()
+        out = guided_upsample(out, full, guide_low=small.cpu())
+        return after_image(options.color, after_pass(options.color, out, full), full), stats
+
+    def _run_full(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions,
+                  smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
+                  cancel: CancelHook | None) -> tuple[Tensor, Stats]:
+        """:meth:`_run` at the pixels' own size."""
         job = self._prepare(pixels, style, options)
         h, w = job.size
         color = options.color

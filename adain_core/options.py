@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValueRangeError
-from .validate import check_alpha
-from .vocabulary import COLOR_MODES, TILE_MODES
+from .validate import check_alpha, check_scale
+from .vocabulary import COLOR_MODES, SCALE_AUTO, TILE_MODES
 
 __all__ = ["StylizeOptions", "MIN_TILE", "STYLE_SIZE_RANGE"]
 
@@ -32,13 +32,16 @@ class StylizeOptions:
         max_memory: memory budget (bytes or e.g. ``"3GB"``); ``None``: free RAM (CPU) or free VRAM (CUDA).
         style_size: shorter side in px style *images* are resized to before encoding (16…4096; smaller gives larger
             brush strokes); ``None`` keeps their size. Cards already carry their statistics.
+        scale: working resolution: a factor F in (0, 1] (stylise at F × the content's size, then upsample edge-aware
+            to the content's size: faster, and larger strokes relative to the image), or ``"auto"`` (the F that
+            brings the image down to :data:`adain_core.upsample.AUTO_PIXELS` pixels; never above 1). 1 = full size.
 
     Raises:
         ValueRangeError: a value out of range, naming it.
 
     Examples:
         >>> StylizeOptions(alpha=0.5).replace(color="luminance")
-        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512)
+        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512, scale=1.0)
     """
 
     alpha: float = 1.0
@@ -46,6 +49,7 @@ class StylizeOptions:
     tile: str | int = "auto"
     max_memory: str | int | None = None
     style_size: int | None = 512
+    scale: float | str = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", check_alpha(self.alpha))  # finite and ≥ 0
@@ -64,6 +68,8 @@ class StylizeOptions:
             if not low <= int(self.style_size) <= high:
                 raise ValueRangeError(f"style size must be between {low} and {high} px, got {self.style_size}")
             object.__setattr__(self, "style_size", int(self.style_size))
+        if self.scale != SCALE_AUTO:
+            object.__setattr__(self, "scale", check_scale(self.scale))
 
     def replace(self, **changes: Any) -> StylizeOptions:
         """A copy with some fields changed (validated again)."""

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .errors import AdaINError, ValueRangeError
 
-__all__ = ["check_stats", "check_uint8_image", "check_weights", "check_alpha", "check_state_finite", "check_name"]
+__all__ = ["check_stats", "check_uint8_image", "check_weights", "check_alpha", "check_scale", "check_state_finite", "check_name"]
 
 
 def _where(source: object | None) -> str:
@@ -103,6 +103,17 @@ def check_alpha(alpha: object) -> float:
     value = _as_float(alpha, "alpha must be a number ≥ 0 (1 = full style)")
     if not math.isfinite(value) or value < 0:
         raise ValueRangeError(f"alpha must be a finite number ≥ 0 (1 = full style), got {alpha!r}")
+    return value
+
+
+def check_scale(scale: object) -> float:
+    """Working-resolution factor F: a number in (0, 1] (not a bool). Returns it as float."""
+    message = "scale must be 'auto' or a number in (0, 1] (1 = full resolution)"
+    if isinstance(scale, bool):
+        raise ValueRangeError(f"{message}, got {scale!r}")
+    value = _as_float(scale, message)
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise ValueRangeError(f"{message}, got {scale!r}")
     return value
 
 

@@ -3,7 +3,7 @@ once and imported everywhere (the GIMP plug-in, which cannot import the engine, 
 
 from __future__ import annotations
 
-__all__ = ["COLOR_MODES", "PRECISIONS", "TILE_MODES", "CARD_SUFFIX", "WEIGHTS_SUFFIX", "MODEL_SUFFIXES",
+__all__ = ["COLOR_MODES", "PRECISIONS", "TILE_MODES", "SCALE_AUTO", "CARD_SUFFIX", "WEIGHTS_SUFFIX", "MODEL_SUFFIXES",
            "is_card_path"]
 
 #: Where the result's colours come from: the style's; the content's (style recoloured to them before encoding);
@@ -13,6 +13,8 @@ COLOR_MODES = ("style", "preserve", "luminance")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Tiling besides a core tile size in px: ``auto`` tiles only when one pass does not fit the memory budget.
 TILE_MODES = ("auto", "off")
+#: The working-resolution setting besides a factor in (0, 1]: pick the factor from a pixel budget.
+SCALE_AUTO = "auto"
 #: A style card file (a style's statistics, see :class:`adain_core.StyleCard`).
 CARD_SUFFIX = ".adainstyle.safetensors"
 #: Every weights file the engine writes (models, encoders, cards).

@@ -19,7 +19,7 @@ from .cards import StyleCard, mix
 from .cache import StyleCache
 from .errors import AdaINError
 from .options import StylizeOptions
-from .vocabulary import COLOR_MODES, PRECISIONS, TILE_MODES
+from .vocabulary import COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -55,6 +55,15 @@ def _alpha(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"alpha must be in [0, 1], got {value}")
     return value
+
+
+def _scale(text: str) -> str | float:
+    if text == SCALE_AUTO:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scale takes auto or a factor in (0, 1], got {text!r}") from None
 
 
 def _tile(text: str) -> str | int:
@@ -107,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--color", choices=COLOR_MODES, default="style", help="colour mode")
     s.add_argument("--style-size", type=int, default=512, help="shorter side of style images in px (stroke scale)")
     s.add_argument("--tile", type=_tile, default="auto", help="auto | off | tile size in px")
+    s.add_argument("--scale", type=_scale, default=1.0,
+                   help="working resolution: stylise at F x the size (0 < F <= 1; faster, larger strokes) and "
+                        "upsample edge-aware to the input's size; auto: at most ~1.5 MP")
     s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
     s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
     out = s.add_mutually_exclusive_group(required=True)
@@ -194,7 +206,7 @@ def _stylize(args: argparse.Namespace) -> int:
     if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
         raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
     options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
-                             style_size=args.style_size)
+                             style_size=args.style_size, scale=args.scale)
     engine = _load_engine(args)
     styles = StyleCache()
     cards = [styles.card(engine, s["style"], options.style_size)[0] for s in args.styles]

@@ -267,8 +267,8 @@ class WorkerClient:
 
     def stylize(self, image: Any, styles: str | os.PathLike[str] | Iterable[Any], *,
                 shape: Sequence[int] | None = None, dtype: str | None = None, alpha: float = 1.0,
-                color: str = "style", style_size: int = 512, tile: str | int = "auto", model: str | None = None,
-                mask: Any = None, mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
+                color: str = "style", style_size: int = 512, tile: str | int = "auto", scale: float | str = 1.0,
+                model: str | None = None, mask: Any = None, mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
                 sequence: tuple[str, float] | None = None) -> StylizeResult:
         """Stylise one image in the worker.
@@ -279,6 +279,8 @@ class WorkerClient:
             styles: a style path (image file or ``.adainstyle.safetensors`` card), or a list of paths or
                 ``(path, weight)`` pairs mixed with those weights.
             alpha, color, style_size, tile: as :meth:`adain_core.Engine.stylize` / ``encode_style``.
+            scale: working resolution, a factor in (0, 1] or ``"auto"`` (see ``adain_core.StylizeOptions``); other
+                than 1 it needs a worker announcing the ``"scale"`` feature (an older one is replaced once).
             model: model name or path (default ``$ADAIN_MODEL``, the config file's ``"model"``, else ``"default"``).
             mask: optional (H, W) uint8 or float32 in [0, 1]: where it is < 1 the input shows through (pixel space).
             progress: ``progress(done, total, stage)``; ``total == 0`` when a stage has no count.
@@ -318,10 +320,13 @@ class WorkerClient:
             header["mask"] = {"shape": list(mask_shape), "dtype": mask_dtype}
             payload.append(mask_view)
         features: tuple[str, ...] = ()
+        if scale != 1.0:
+            header["scale"] = scale if isinstance(scale, str) else float(scale)
+            features = ("scale",)
         if sequence is not None:
             sequence_id, temporal = sequence
             header["sequence"] = {"id": str(sequence_id), "temporal": float(temporal)}
-            features = ("sequence",)
+            features = (*features, "sequence")
         data = payload[0] if len(payload) == 1 else memoryview(b"".join(payload))
 
         reply, result = self._with_restart(lambda sock: self._run_job(sock, header, data, progress, cancel),

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..cache import LRU, EngineCache, StyleCache, model_key
 from ..options import StylizeOptions
-from ..vocabulary import COLOR_MODES, TILE_MODES
+from ..vocabulary import COLOR_MODES, SCALE_AUTO, TILE_MODES
 from . import protocol
 from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
                        recv_header, recv_message, recv_payload, send_message)
@@ -57,7 +57,7 @@ MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
 #: optional protocol features this worker understands, announced in its hello (clients needing one replace an older
 #: worker that lacks it).
-FEATURES = ("sequence",)
+FEATURES = ("sequence", "scale")
 
 
 class _RequestError(Exception):
@@ -475,7 +475,7 @@ class WorkerServer:
 
         started = time.perf_counter()
         request["options"] = StylizeOptions(alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                                            style_size=request["style_size"])
+                                            style_size=request["style_size"], scale=request["scale"])
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -702,6 +702,9 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             or not _STYLE_SIZES[0] <= style_size <= _STYLE_SIZES[1]):
         raise _RequestError(f"style_size must be an int in {_STYLE_SIZES[0]}..{_STYLE_SIZES[1]}, "
                             f"got {_short(style_size)}")
+    scale = header.get("scale", 1.0)
+    if scale != SCALE_AUTO and not (_finite_number(scale) and 0 < scale <= 1):
+        raise _RequestError(f"scale must be 'auto' or a number in (0, 1], got {_short(scale)}")
     model = header.get("model") or os.environ.get("ADAIN_MODEL") or "default"
     if not isinstance(model, str) or "\0" in model:
         raise _RequestError(f"model must be a string, got {_short(model)}")
@@ -720,7 +723,8 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {_short(temporal)}")
         sequence = {"id": sequence_id, "temporal": float(temporal)}
     return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": alpha, "color": color,
-            "tile": tile, "style_size": style_size, "model": model, "sequence": sequence}
+            "tile": tile, "style_size": style_size, "scale": scale if scale == SCALE_AUTO else float(scale), "model": model,
+            "sequence": sequence}
 
 
 def main(argv: list[str] | None = None, *, ready: Callable[[WorkerServer], None] | None = None) -> int:

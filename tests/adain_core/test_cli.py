@@ -66,6 +66,21 @@ def test_stylize_single_output(files, tmp_path: Path, capsys) -> None:
     assert Image.open(out).size == (32, 24)
 
 
+def test_scale_keeps_the_size_and_rejects_bad_factors(files, tmp_path: Path, capsys) -> None:
+    for i, scale in enumerate(("0.5", "auto")):
+        out = tmp_path / f"scaled{i}.png"
+        assert run(stylize(files, files["content"], "--style", files["style"], "--scale", scale, "-o", out),
+                   capsys)[0] == 0
+        assert Image.open(out).size == (32, 24)
+    code, _, err = run(stylize(files, files["content"], "--style", files["style"], "--scale", "2",
+                               "-o", tmp_path / "x.png"), capsys)
+    assert code == 1 and "scale must be 'auto' or a number in (0, 1]" in error_line(err) and "got 2.0" in err
+    with pytest.raises(SystemExit):
+        main([str(x) for x in stylize(files, files["content"], "--style", files["style"], "--scale", "half",
+                                      "-o", tmp_path / "y.png")])
+    assert "--scale takes auto or a factor in (0, 1], got 'half'" in capsys.readouterr().err
+
+
 def test_overwrite_refusal_leaves_the_file_untouched(files, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
@@ -257,7 +272,7 @@ def test_help_shows_defaults(capsys) -> None:
         main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option, default in [("--alpha", "1.0"), ("--color", "style"), ("--style-size", "512"), ("--tile", "auto"),
-                            ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
+                            ("--scale", "1.0"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
                             ("--precision", "auto")]:
         assert option in text and f"(default: {default})" in text, option
     assert "(default: None)" not in text and "(default: False)" not in text

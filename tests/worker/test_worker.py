@@ -59,10 +59,10 @@ def reference(assets):
     engine = adain_core.load(assets["model"])
     cards = {}
 
-    def stylize(rgb_float: np.ndarray, style: str = "style_a") -> np.ndarray:
+    def stylize(rgb_float: np.ndarray, style: str = "style_a", scale: float | str = 1.0) -> np.ndarray:
         if style not in cards:
             cards[style] = engine.encode_style(assets[style], size=STYLE_SIZE)
-        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, color="style"),
+        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, color="style", scale=scale),
                                   dtype=np.float32), 0, 1)
 
     return stylize
@@ -89,6 +89,13 @@ def test_float32_rgb_bytes_interface(warm, assets, reference):
     result = _run(warm, assets, content.tobytes(), shape=content.shape, dtype="float32")
     assert result.shape == content.shape and result.dtype == "float32"
     np.testing.assert_allclose(result.array(), reference(content), atol=2e-3)
+
+
+def test_working_resolution_matches_the_engine(warm, assets, reference):
+    content = assets["content"][..., :3].astype(np.float32) / 255
+    result = _run(warm, assets, content.tobytes(), shape=content.shape, dtype="float32", scale=0.5)
+    assert result.shape == content.shape
+    np.testing.assert_allclose(result.array(), reference(content, scale=0.5), atol=2e-3)
 
 
 def test_second_run_hits_the_caches(warm, assets):

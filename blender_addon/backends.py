@@ -100,19 +100,21 @@ class InProcessBackend(_Backend):
         card, _ = self._cards.mixed(self.engine, styles, style_size)
         return card
 
-    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
+    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
                 progress: Progress | None = None, cancel: Cancel | None = None):
         def run():
             card = self._card(styles, style_size)
-            return self.engine.stylize(image, card, alpha=alpha, color=color, progress=progress, cancel=cancel)
+            return self.engine.stylize(image, card, alpha=alpha, color=color, scale=scale, progress=progress,
+                                       cancel=cancel)
 
         return self._call(run)
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
+                       style_size: int, scale: float | str = 1.0, total: int | None = None,
+                       cancel: Cancel | None = None) -> Iterator:
         card = self._call(lambda: self._card(styles, style_size))
         yield from self._each(self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
-                                                         cancel=cancel, total=total))
+                                                         scale=scale, cancel=cancel, total=total))
 
 
 class WorkerBackend(_Backend):
@@ -129,20 +131,21 @@ class WorkerBackend(_Backend):
         self.description = (f"Engine worker: adain_core {hello.get('engine_version', '?')} in "
                             f"{self.client.python} (pid {hello.get('pid')})")
 
-    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int,
+    def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
                 progress: Progress | None = None, cancel: Cancel | None = None):
         relay = None if progress is None else (lambda done, total, stage: progress(done, total))
         result = self._call(lambda: self.client.stylize(image, styles, alpha=alpha, color=color,
-                                                        style_size=style_size, model=self.model, progress=relay,
-                                                        cancel=cancel))
+                                                        style_size=style_size, scale=scale, model=self.model,
+                                                        progress=relay, cancel=cancel))
         return result.array()
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, total: int | None = None, cancel: Cancel | None = None) -> Iterator:
+                       style_size: int, scale: float | str = 1.0, total: int | None = None,
+                       cancel: Cancel | None = None) -> Iterator:
         # One request per frame; the worker keeps the sequence's smoothed content statistics between them, so the
         # result equals the engine's stylize_frames in-process.
         results = self.client.stylize_frames(frames, styles, temporal=temporal, alpha=alpha, color=color,
-                                             style_size=style_size, model=self.model, cancel=cancel)
+                                             style_size=style_size, scale=scale, model=self.model, cancel=cancel)
         try:
             for result in self._each(results):
                 yield result.array()

@@ -62,6 +62,7 @@ class _NodeWork:
     color: str
     style_size: int
     temporal: float
+    scale: float | str = 1.0
     capture_dir: str = ""
     capture_node_name: str = ""
 
@@ -95,7 +96,8 @@ class _EngineStream(threading.Thread):
         self.tile_progress = done / total if total else 0.0
 
     def _stream(self, work: _NodeWork) -> Iterator[np.ndarray]:
-        options = dict(alpha=work.alpha, color=work.color, style_size=work.style_size, cancel=self._cancelled)
+        options = dict(alpha=work.alpha, color=work.color, style_size=work.style_size, scale=work.scale,
+                       cancel=self._cancelled)
         if self.animation:
             return self.backend.stylize_frames(self._frames(work.node_name), work.styles, temporal=work.temporal,
                                                total=self.total, **options)
@@ -206,7 +208,7 @@ class StylizedRender:
                 raise JobError(f"AdaIN: node {node.name!r}: {exc}") from None
             styles.append((path, float(style.weight)))
         return _NodeWork(node.name, styles, float(settings.alpha), settings.color, int(settings.style_size),
-                         float(settings.temporal))
+                         float(settings.temporal), settings.working_scale())
 
     # ------------------------------------------------------------------ tree state
     def _mute(self, nodes, mute: bool) -> None:

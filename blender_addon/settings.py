@@ -48,6 +48,11 @@ class AdaINSettings(bpy.types.PropertyGroup):
         description="The style image is resized so its shorter side has this many pixels before encoding; "
         "larger sizes give finer style textures",
     )
+    scale: bpy.props.FloatProperty(
+        name="Working Resolution", min=0.0, max=1.0, default=1.0, subtype="FACTOR",
+        description="Fraction of the image size the style is computed at, then upsampled along the image's edges "
+        "to its full size: faster, and larger brush strokes. 1 = full resolution, 0 = auto (about 1.5 megapixels)",
+    )
     temporal: bpy.props.FloatProperty(
         name="Temporal Smoothing", min=0.0, max=0.99, default=0.5, subtype="FACTOR",
         description="Animations only: how much of the previous frames' content statistics is kept "
@@ -61,6 +66,10 @@ class AdaINSettings(bpy.types.PropertyGroup):
         "transform (scene-referred EXR, later nodes see scene-linear data), and colours that view cannot show, "
         "such as pure primaries under AgX, are compressed",
     )
+
+    def working_scale(self) -> float | str:
+        """The engine's ``scale`` for the Working Resolution slider (0 is the engine's ``"auto"``)."""
+        return "auto" if self.scale == 0.0 else float(self.scale)
 
     def active_styles(self) -> list[AdaINStyle]:
         return [style for style in self.styles if style.is_set and style.weight > 0.0]
@@ -88,6 +97,7 @@ def draw_settings(layout, settings: AdaINSettings, *, compact: bool, animation_o
     layout.prop(settings, "alpha")
     layout.prop(settings, "color", text="" if compact else "Colour")
     layout.prop(settings, "style_size")
+    layout.prop(settings, "scale")
     if animation_options and not compact:
         layout.prop(settings, "temporal")
 

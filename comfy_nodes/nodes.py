@@ -16,7 +16,7 @@ from typing_extensions import override
 
 import adain_core
 from adain_core.fingerprint import file_identity
-from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
+from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
 
 from . import models
 from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
@@ -380,6 +380,16 @@ class AdaINStylize(io.ComfyNode):
                     tooltip="Treat the batch as frames: smoothing of the content statistics from frame to frame, "
                     "reducing flicker. 0 = every image independently; 0.5 is a good start for video.",
                 ),
+                io.Float.Input(
+                    "scale",
+                    default=1.0,
+                    min=0.0,
+                    max=1.0,
+                    step=0.05,
+                    tooltip="Working resolution: stylise at this fraction of the image size, then upsample "
+                    "(edge-aware, guided by the image) back to its exact size. Faster, and the brush strokes come out "
+                    "larger relative to the image. 1 = full resolution; 0 = auto (about 1.5 megapixels at most).",
+                ),
                 io.Mask.Input(
                     "mask",
                     optional=True,
@@ -397,13 +407,14 @@ class AdaINStylize(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, model, style, alpha: float, color: str, tile: str, temporal: float,
-                mask: torch.Tensor | None = None, style_unmasked=None) -> io.NodeOutput:
+                scale: float = 1.0, mask: torch.Tensor | None = None, style_unmasked=None) -> io.NodeOutput:
         pixels = image_to_engine(image, "image")
         batch, _, height, width = pixels.shape
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
-        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile)
+        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile,
+                                            scale=SCALE_AUTO if scale == 0 else scale)
         _make_room(model, height, width)
         while True:
             try:

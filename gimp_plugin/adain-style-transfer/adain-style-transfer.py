@@ -112,6 +112,7 @@ def stylize_drawable(image, drawable, config):
     alpha = config.get_property("alpha")
     color = config.get_property("color-mode")
     style_size = config.get_property("style-size")
+    working_resolution = config.get_property("working-resolution")
     use_selection = config.get_property("use-selection")
     new_layer = config.get_property("output") == "new-layer"
 
@@ -151,7 +152,8 @@ def stylize_drawable(image, drawable, config):
     try:
         client = worker.WorkerClient(python)
         result = client.stylize(bytes(pixels), styles, shape=(height, width, 4), dtype=dtype, alpha=alpha,
-                                color=color, style_size=style_size, tile="auto", progress=_progress)
+                                color=color, style_size=style_size, tile="auto",
+                                scale="auto" if working_resolution == 0 else working_resolution, progress=_progress)
     except worker.WorkerUnavailable as exc:
         raise PluginError(f"the AdaIN engine could not start: {exc}. {FIX}") from None
     except worker.WorkerError as exc:
@@ -265,6 +267,10 @@ class AdaINStyleTransfer(Gimp.PlugIn):
         outputs.add("new-layer", 0, "New layer", "Add the result as a new layer above the source")
         outputs.add("replace", 1, "Replace layer", "Overwrite the layer's pixels")
         procedure.add_choice_argument("output", "_Output", "Where the result goes", outputs, "new-layer", rw)
+        procedure.add_double_argument("working-resolution", "_Working resolution",
+                                      "Fraction of the layer's size the style is computed at, then upsampled along "
+                                      "the layer's edges: faster, larger brush strokes. 1 = full size; 0 = auto "
+                                      "(about 1.5 megapixels)", 0.0, 1.0, 1.0, rw)
         return procedure
 
 

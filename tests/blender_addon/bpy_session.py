@@ -183,6 +183,12 @@ def scenario_still(cfg: dict) -> dict:
     tree.nodes.remove(second_node)
     tree.links.new(node.outputs[0], output.inputs[0])
 
+    # Working resolution 0.5 on the node.
+    node.settings.scale = 0.5
+    report["working_resolution"] = stylize()
+    os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_half.png"))
+    node.settings.scale = 1.0
+
     # Image Editor: Stylize Image on an image datablock, mixing a packed Blender image (0.7) and a file (0.3).
     content = bpy.data.images.load(os.path.join(out, "plain_standard_.png"))
     style_image = bpy.data.images.load(cfg["style"])

@@ -129,6 +129,15 @@ def test_chained_nodes(still, engine, style2_path):
     _assert_close(_rgb(out / "stylized_chained.png"), expected, "chained AdaIN nodes")
 
 
+def test_working_resolution(still, engine, style_path):
+    report, out = still
+    assert report["working_resolution"]["error"] is None, report["working_resolution"]
+    card = engine.encode_style(style_path, size=512)
+    expected = np.asarray(engine.stylize(Image.open(out / "plain_standard_.png"), card, scale=0.5).convert("RGB"),
+                          dtype=np.float32)
+    _assert_close(_rgb(out / "stylized_half.png"), expected, "working resolution 0.5")
+
+
 def test_image_editor_stylize_mixes_image_and_file_styles(still, engine, style_path, style2_path):
     import adain_core
 

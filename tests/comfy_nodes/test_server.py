@@ -179,6 +179,22 @@ def test_basic_stylize_workflow(comfy, object_info, engine):
     assert_close(got, saved(expected))
 
 
+def test_working_resolution(comfy, object_info, engine):
+    """scale 0.5 and 0 (= auto, here full size: the image is small) give the engine's results at the input's size."""
+    assert object_info["AdaINStylize"]["input"]["required"]["scale"][1]["default"] == 1.0
+    content, style = harness.sample_content(40, 48, seed=5), harness.sample_style(56, 40, "a")
+    c_name, s_name = upload(comfy, "content", content), upload(comfy, "style", style)
+    card = engine.encode_style(as_tensor(style), size=48)
+    for scale, engine_scale in ((0.5, 0.5), (0.0, "auto")):
+        prompt = template_prompt("adain_basic_stylize", object_info, AdaINStyleEncode={"style_size": 48},
+                                 AdaINStylize={"scale": scale})
+        set_image(prompt, specs.CONTENT, c_name)
+        set_image(prompt, specs.STYLE_A, s_name)
+        got = comfy.output_images(comfy.run(prompt), node_of(prompt, "SaveImage"))
+        assert got[0].shape == (40, 48, 3)
+        assert_close(got, saved(engine.stylize(as_tensor(content), card, scale=engine_scale)))
+
+
 def test_two_style_mix_workflow_and_saved_card(comfy, object_info, engine):
     import adain_core
 

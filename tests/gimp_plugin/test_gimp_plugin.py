@@ -12,7 +12,8 @@ from PIL import Image
 
 pytestmark = pytest.mark.host
 
-PROC_ARGS = ["style-file", "second-style-file", "mix", "alpha", "color-mode", "style-size", "use-selection", "output"]
+PROC_ARGS = ["style-file", "second-style-file", "mix", "alpha", "color-mode", "style-size", "use-selection", "output",
+             "working-resolution"]
 #: GIMP stores the result as 8-bit; the engine runs on the same CPU code in both cases, so the only differences are
 #: float summation order (thread count) flipping a rounding: at most 2 levels anywhere, under 0.1 level on average.
 MAX_LEVELS, MEAN_LEVELS = 2, 0.1
@@ -75,6 +76,8 @@ def session(gimp_host, tmp_path_factory):
          "args": style},
         {"id": "after-kill", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": style},
+        {"id": "working-resolution", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
+         "args": {**style, "working-resolution": 0.5}},
         {"id": "missing-style", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": {**style, "style-file": str(work / "nope.png")}},
     ]
@@ -112,8 +115,9 @@ def engine_output(session):
     engine = adain_core.load(str(model))
     card = engine.encode_style(str(work / "style_a.png"), size=STYLE_SIZE)
 
-    def stylize(rgba: np.ndarray) -> np.ndarray:
-        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, color="style", tile="auto")
+    def stylize(rgba: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, color="style", tile="auto",
+                             scale=scale)
         rgb = np.rint(np.clip(np.asarray(out, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
         return np.concatenate([rgb, rgba[..., 3:]], axis=2)
 
@@ -141,6 +145,7 @@ def test_registered_with_menu_path_and_arguments(session):
     assert defaults["use-selection"] is True
     assert defaults["output"] == "new-layer"
     assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "style"
+    assert defaults["working-resolution"] == 1.0
 
 
 def test_new_layer_equals_engine_with_offsets_and_alpha(session, engine_output):
@@ -197,6 +202,15 @@ def test_use_selection_off_replaces_whole_layer(session, engine_output):
     (layer,) = result["layers"]
     _assert_close(_pixels(work, layer), engine_output(inputs["main"]))
     assert not result["selection_empty"], "the user's selection is restored"
+
+
+def test_working_resolution_equals_engine(session, engine_output):
+    result = _result(session, "working-resolution")
+    _, work, inputs, *_ = session
+    assert result["status"] == "success", result
+    top, _ = result["layers"]
+    assert (top["width"], top["height"]) == (48, 40)
+    _assert_close(_pixels(work, top), engine_output(inputs["main"], scale=0.5))
 
 
 def test_two_styles_mixed(session):

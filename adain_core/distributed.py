@@ -282,6 +282,8 @@ def stylize_many(contents: Sequence[str | Path], style: StyleSpec, output: str |
         raise AdaINError(f"temporal smoothing must be in [0, 1), got {temporal}")
     if workers < 1:
         raise AdaINError(f"workers must be at least 1, got {workers}")
+    if chunk_frames is not None and chunk_frames < 1:
+        raise AdaINError(f"chunk size must be at least 1 frame, got {chunk_frames}")
     require("cluster", f"stylising on a Ray cluster ({cluster})")
     output = Path(output)
     paths = [Path(p) for p in contents]
@@ -303,7 +305,7 @@ def stylize_many(contents: Sequence[str | Path], style: StyleSpec, output: str |
             (folder / frame_name(i)).unlink(missing_ok=True)
     options = StylizeOptions.of(options)
     k = warmup_frames(temporal)
-    size = chunk_frames or max(-(-total // (4 * workers)), 4 * k, 1)
+    size = chunk_frames if chunk_frames is not None else max(-(-total // (4 * workers)), 4 * k, 1)
     model = Path(model).resolve() if Path(model).is_file() else model  # actors may start in another folder
     job = ClusterJob(tuple(str(f.resolve()) for f in frames), str(folder.resolve()), style, options, float(temporal),
                      str(model), str(device), str(precision))

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adain_core import distributed, extras
+from adain_core import AdaINError, distributed, extras
 from adain_core.cli import main
 from adain_core.distributed import Chunk, frame_name, plan_chunks, stylize_many, warmup_frames
 
@@ -178,6 +178,13 @@ def test_resume_needs_cluster(tmp_path: Path, frames_dir: Path, capsys) -> None:
     assert code == 1 and "--resume and --chunk-frames need --cluster" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", [{"workers": 0}, {"chunk_frames": 0}, {"temporal": 1.0}])
+def test_bad_job_settings_are_refused_before_ray_starts(tmp_path: Path, frames_dir: Path, card, bad) -> None:
+    with pytest.raises(AdaINError, match="must be"):
+        stylize_many([frames_dir], card, tmp_path / "out", **bad)
+    assert not (tmp_path / "out").exists()
+
+
 # -- a real local cluster ---------------------------------------------------------------------------------------------
 def test_cli_cluster_equals_the_single_process_run(ray_cluster, tmp_path: Path, frames_dir: Path,
                                                    random_model_path: Path, make_image, capsys) -> None:
@@ -210,23 +217,25 @@ def test_temporal_smoothing_across_chunks_matches_within_2(ray_cluster, tmp_path
 
 
 def test_a_killed_worker_loses_and_duplicates_nothing(ray_cluster, tmp_path: Path, frames_dir: Path, card,
-                                                      reference, random_model_path: Path) -> None:
-    """One engine actor is killed (SIGKILL of its process) once a few frames are done; Ray restarts it and retries
-    its chunk: every frame exists exactly once and equals the single-process run."""
-    killed: list[int] = []
+                                                      reference, random_model_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """One engine actor is killed (SIGKILL of its process) as soon as the first frames are written; Ray restarts it
+    and retries its chunk: every frame exists exactly once and equals the single-process run."""
+    monkeypatch.setattr(distributed, "POLL_SECONDS", 0.02)  # see the first frames however fast this machine is
+    killed: list[tuple[int, int]] = []
 
     def kill_one_worker(done: int, total: int) -> None:
-        if not killed and done >= 4:
+        if not killed and 0 < done < total:
             pids = _own_processes("FrameStylizer")
             assert pids, "no engine actor process found"
             os.kill(pids[0], signal.SIGKILL)
-            killed.append(pids[0])
-            assert done < total, "the job finished before the kill"
+            killed.append((pids[0], done))
 
     result = stylize_many([frames_dir], card, tmp_path / "out", cluster="local", workers=WORKERS,
                           model=random_model_path, device="cpu", precision="fp32", chunk_frames=2,
                           progress=kill_one_worker)
-    assert killed and not _wait_gone(killed, 10.0)
+    assert killed, "the job finished before a worker could be killed"
+    assert not _wait_gone([pid for pid, _ in killed], 10.0)
     assert result.frames == FRAMES
     assert _max_difference(_outputs(tmp_path / "out"), reference(0.0)) <= 1
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .adain import Stats, StreamingStats, adain_target, calc_mean_std, style_transfer
 from .cards import StyleCard
 from .color import after_image, after_pass, recolor_styles
-from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision
+from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
 from .images import Batch, ImageLike, MaskLike, feature_mask, load_image, resize_longer, resize_shorter, to_batch
@@ -325,7 +325,7 @@ class Engine:
             return [(torch.cat([u[r][0] for u in used]), torch.cat([u[r][1] for u in used]))
                     for r in range(len(stats))]
 
-        pixels = torch.cat([b.pixels.to(self.device) for b in group])
+        pixels = torch.cat([to_device(b.pixels, self.device) for b in group])
         out, _ = self._run(pixels, style, options, smooth, None, cancel)
         return [b.restore(out[i:i + 1]) for i, b in enumerate(group)], FrameState(used[-1])
 
@@ -339,7 +339,7 @@ class Engine:
         if job.tiles is None:
             out, stats = style_transfer(self.encode, self.decode, job.pixels, job.style_stats, job.masks,
                                         options.alpha, smooth)
-            out = after_pass(color, out, job.pixels)[:, :, :h, :w].cpu()
+            out = to_host(after_pass(color, out, job.pixels)[:, :, :h, :w])
             if progress is not None:
                 progress(1, 1)
         else:
@@ -347,7 +347,7 @@ class Engine:
             if smooth is not None:
                 stats = smooth(stats)
             out = self._render_tiles(job, stats, progress, cancel)[:, :, :h, :w].clamp(0, 1)
-        return after_image(color, out, job.pixels[:, :, :h, :w].cpu()), stats
+        return after_image(color, out, pixels.cpu()), stats
 
     def _prepare(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions) -> _Job:
         regions = [(style, None)] if isinstance(style, StyleCard) else list(style)
@@ -359,7 +359,7 @@ class Engine:
             pair[0].check_encoder(self.encoder_id)
             pair[0].check()
         b, _, h, w = pixels.shape
-        padded, size = pad_to_multiple(pixels.to(self.device))
+        padded, size = pad_to_multiple(to_device(pixels, self.device))
         hp, wp = padded.shape[-2:]
         masks = [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}").to(self.device)
                  for i, (_, m) in enumerate(regions)]

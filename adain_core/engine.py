@@ -23,8 +23,8 @@ from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
 
-__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions", "MAX_STYLE_SIDE",
-           "MAX_FRAMES_PER_PASS"]
+__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions",
+           "MAX_STYLE_SIDE", "MAX_FRAMES_PER_PASS"]
 
 #: the most frames :meth:`Engine.stylize_frames` puts into one forward pass when the pre-flight chooses.
 MAX_FRAMES_PER_PASS = 8
@@ -433,7 +433,7 @@ def _same_shape(a: Stats, b: Stats) -> bool:
 
 
 def _smooth(state: FrameState | None, stats: Stats, temporal: float) -> Stats:
-    """One frame's statistics to use: ``S·previous + (1−S)·measured`` (the measured ones after a cut or at the start)."""
+    """One frame's statistics to use: ``S·previous + (1−S)·measured`` (the measured ones at the start or a cut)."""
     if state is None or temporal <= 0 or not _same_shape(state.stats, stats):
         return stats
     return [(temporal * pm.to(m.device) + (1 - temporal) * m, temporal * ps.to(s.device) + (1 - temporal) * s)
@@ -445,8 +445,8 @@ def _same_size_runs(frames: Iterable[ImageLike], batch: int | str,
     """Group consecutive single frames of one size into runs of up to ``batch`` frames (``"auto"``:
     ``choose((H, W))``).
 
-    Yields lists of frames as :class:`~adain_core.images.Batch`; a frame that is itself a batch of images, or of another size than the
-    run so far, starts a new run (and a multi-image frame always runs alone)."""
+    Yields lists of :class:`~adain_core.images.Batch`; a frame of another size than the run so far starts a new run,
+    and a frame that is itself a batch of images runs alone."""
     group: list[Batch] = []
     size: tuple[int, int] | None = None
     limit = 1

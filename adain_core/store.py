@@ -26,7 +26,7 @@ from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_origina
 from .errors import ChecksumError, ModelError
 from .extras import require
 from .fingerprint import sha256_file
-from .networks import ARCHS, Encoder, build_decoder, build_encoder
+from .networks import ARCHS, Encoder, build_decoder, build_encoder, decoder_width
 from .validate import check_name, check_state_finite
 
 __all__ = [
@@ -481,7 +481,7 @@ def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BA
 
 def build_decoder_from(model: ModelFile) -> torch.nn.Sequential:
     """Build the decoder of a model file with its weights loaded (float32)."""
-    decoder = build_decoder(model.arch)
+    decoder = build_decoder(model.arch, decoder_width(model.decoder))
     _load_state(decoder, model.decoder, f"decoder of {model.path or 'model'}")
     decoder.requires_grad_(False)
     return decoder.eval()

@@ -52,6 +52,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help=f"λ: a number or a preset {LAMBDA_PRESETS} (default paper = 10)")
     p.add_argument("--layer-weights", choices=sorted(LAYER_WEIGHT_PRESETS), default=S,
                    help="per-layer loss weights preset (default hed-std, see docs/MODEL_CARD.md)")
+    p.add_argument("--decoder-width", type=float, default=S,
+                   help="decoder channels × this, in (0, 1] (default 1; 0.5 ≈ 4× fewer decoder FLOPs)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
     p.add_argument("--identity-pixel", type=float, default=S,
                    help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (default 0)")

@@ -52,6 +52,7 @@ class TrainConfig:
     style_dirs: list[str] = field(default_factory=lambda: ["../shared/data/train/style"])
     out_dir: str = "runs/adain"
     encoder_id: str = "vgg16-hed-bsds500"
+    decoder_width: float = 1.0   # hidden channels × this (0.5: ~4× fewer decoder FLOPs), see networks.build_decoder
     # data
     resize: int = 512            # shorter side is scaled down to this (never up, see ``upscale``)
     crop: int = 256              # random square crop

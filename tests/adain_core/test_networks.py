@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adain_core.networks import ARCHS, CAFFE_MEAN_BGR, TAPS, build_decoder, build_encoder, pad_to_multiple
+from adain_core.networks import (
+    ARCHS, CAFFE_MEAN_BGR, TAPS, build_decoder, build_encoder, decoder_width, pad_to_multiple,
+)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -40,6 +42,31 @@ def test_decoder_mirrors_the_encoder(arch: str) -> None:
     dec_convs = [m for m in dec if isinstance(m, torch.nn.Conv2d)]
     assert [(m.in_channels, m.out_channels) for m in dec_convs] == \
         [(m.out_channels, m.in_channels) for m in reversed(enc_convs)]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_half_width_decoder_has_the_same_keys_and_a_quarter_of_the_weights(arch: str) -> None:
+    full, half = build_decoder(arch), build_decoder(arch, width=0.5)
+    assert list(full.state_dict()) == list(half.state_dict())
+    assert half(torch.rand(1, 512, 3, 5)).shape == (1, 3, 24, 40)
+    convs = [m for m in half if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0].in_channels == 512 and convs[0].out_channels == 128 and convs[-1].out_channels == 3
+    macs = {}
+    for name, dec in (("full", full), ("half", half)):
+        counts: list[int] = []
+        for m in dec:
+            if isinstance(m, torch.nn.Conv2d):  # multiply-adds = weights × output pixels
+                m.register_forward_hook(lambda mod, _, out, c=counts: c.append(mod.weight.numel() * out[0, 0].numel()))
+        dec(torch.rand(1, 512, 4, 4))
+        macs[name] = sum(counts)
+    assert 0.25 < macs["half"] / macs["full"] < 0.3  # ~4× fewer multiply-adds
+    assert decoder_width(full.state_dict()) == 1.0 and decoder_width(half.state_dict()) == 0.5
+
+
+@pytest.mark.parametrize("width", [0, -0.5, 1.5])
+def test_decoder_width_out_of_range_is_rejected(width: float) -> None:
+    with pytest.raises(ValueError, match="width"):
+        build_decoder("vgg16", width=width)
 
 
 def test_vgg19_keys_match_the_original_release_layout() -> None:

@@ -145,6 +145,25 @@ def test_ddp_on_gloo_two_processes(image_dirs, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------- metrics
+def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, tmp_path):
+    import adain_core
+
+    content, style = image_dirs
+    run = tmp_path / "run"
+    rc = cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run), "--encoder",
+                   "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "1",
+                   "--batch-size", "2", "--precision", "fp32", "--threads", "1", "--progress", "0",
+                   "--sample-every", "0", "--decoder-width", "0.5"])
+    assert rc == 0
+    model_path = tmp_path / "half.safetensors"
+    assert cli.main(["export", str(run / "checkpoint.pt"), "--out", str(model_path), "--name", "half"]) == 0
+    engine = adain_core.load(model_path, device="cpu", precision="fp32")
+    assert engine.metadata["decoder_width"] == 0.5
+    assert engine.decoder[1].out_channels == 128
+    out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
+    assert out.shape == (1, 3, 24, 24)
+
+
 def test_metrics_sanity():
     enc = make_encoder("random-vgg16")
     g = torch.Generator().manual_seed(0)

@@ -118,10 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: {what}; device: {fast.device} ({name}); engine precision: {fast.precision}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads; style {args.style_size} px; "
           f"median of {args.repeat}, reference and engine in turn")
-    print()
-    print("| size | reference: VGG19, fp32, style re-encoded (s) | engine: card + "
-          f"{fast.precision} + channels_last (s) | engine images/s | speed-up |")
-    print("|---:|---:|---:|---:|---:|")
+    if sizes:
+        print()
+        print("| size | reference: VGG19, fp32, style re-encoded (s) | engine: card + "
+              f"{fast.precision} + channels_last (s) | engine images/s | speed-up |")
+        print("|---:|---:|---:|---:|---:|")
     for h, w in sizes:
         content = torch.rand(1, 3, h, w, generator=g)
         tr, te = _time_pair(lambda: ref(content, style), lambda: fast.stylize(content, card, tile="off"),

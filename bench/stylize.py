@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         h, w = _parse_size(frames)
         seq = [torch.rand(1, 3, h, w, generator=g) for _ in range(min(args.count, 4))]
         seq = [seq[i % len(seq)] for i in range(args.count)]
-        chosen = fast.frames_per_pass(h, w)
+        chosen = min(fast.frames_per_pass(h, w), args.count)
 
         def run(batch: int) -> Callable[[], object]:
             return lambda: list(fast.stylize_frames(seq, card, temporal=0.5, batch=batch))

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tile", type=_tile, default="auto", help="auto | off | tile size in px")
     s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
     s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
+    s.add_argument("--batch", default="auto",
+                   help="frames per forward pass for videos and frame folders: auto (as many as memory allows, up "
+                        "to 8) or a number")
     out = s.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, help="output file (one content) or folder (frames)")
     out.add_argument("--out-dir", type=Path, help="output folder for several contents")
@@ -195,6 +198,9 @@ def _stylize(args: argparse.Namespace) -> int:
         raise AdaINError("several contents need --out-dir DIR (or -o pointing at a folder)")
     if not 0.0 <= args.temporal < 1.0:
         raise AdaINError(f"--temporal must be in [0, 1), got {args.temporal}")
+    if args.batch != "auto" and not (args.batch.isdigit() and int(args.batch) >= 1):
+        raise AdaINError(f"--batch must be auto or a whole number ≥ 1, got {args.batch!r}")
+    batch = args.batch if args.batch == "auto" else int(args.batch)
     masked = any(s["mask"] is not None for s in args.styles)
     if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
         raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
@@ -237,7 +243,8 @@ def _stylize(args: argparse.Namespace) -> int:
                 names = [p.with_suffix(".png").name for p in paths]
             bar = tqdm(total=count or None, desc=content.name, unit="frame")
             try:
-                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal)):
+                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal,
+                                                                   batch=batch)):
                     if names is None:
                         writer.write(out)
                     else:

@@ -15,13 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import free_memory_bytes, parse_size
 from .engine import StyleSpec
 from .errors import AdaINError
 from .extras import require
 from .images import IMAGE_SUFFIXES, save_image
 from .options import StylizeOptions
-from .tiling import estimate_pass_bytes
 from .video import VideoWriter, is_video, list_frames, load_frame, read_video
 
 __all__ = ["ClusterJob", "ClusterResult", "Chunk", "stylize_many", "connect", "warmup_frames", "plan_chunks",
@@ -31,8 +29,6 @@ __all__ = ["ClusterJob", "ClusterResult", "Chunk", "stylize_many", "connect", "w
 WARMUP_TOLERANCE = 1e-3
 #: Object store of a ``local`` cluster: frames never travel through it (actors read and write files), only the job.
 LOCAL_OBJECT_STORE_BYTES = 200 * 1024**2
-#: Frames of one engine pass at most (temporal = 0); fewer when the memory pre-flight says so.
-MAX_FRAMES_PER_PASS = 8
 #: Whole-job attempts: Ray retries tasks and restarts actors itself; the driver then re-plans any frame still missing.
 ATTEMPTS = 3
 #: How often the driver counts finished frames for the progress bar, in seconds.
@@ -110,18 +106,6 @@ class ClusterResult:
     attempts: int
 
 
-def _frames_per_pass(engine, height: int, width: int, options: StylizeOptions) -> int:  # type: ignore[no-untyped-def]
-    """Frames of one size per engine pass: as many as the engine's memory pre-flight budget allows, at most
-    :data:`MAX_FRAMES_PER_PASS` (the engine tiles a single frame that does not fit)."""
-    budget = parse_size(options.max_memory) if options.max_memory is not None else int(
-        free_memory_bytes(engine.device) * 0.8)
-    hp, wp = -(-height // 8) * 8, -(-width // 8) * 8
-    count = MAX_FRAMES_PER_PASS
-    while count > 1 and estimate_pass_bytes(hp, wp, count, engine.precision) > budget:
-        count //= 2
-    return count
-
-
 class FrameStylizer:
     """The Ray Data actor: loads the engine once, then stylises whole chunks, writing frames that do not exist yet.
 
@@ -175,7 +159,7 @@ class FrameStylizer:
         pending = [(i, load_frame(Path(job.frames[i]))) for i in missing]
         while pending:
             h, w = pending[0][1].shape[:2]
-            limit = _frames_per_pass(self.engine, h, w, job.options)
+            limit = self.engine.frames_per_pass(h, w, job.options)
             group = []
             while pending and len(group) < limit and pending[0][1].shape == (h, w, 3):
                 group.append(pending.pop(0))

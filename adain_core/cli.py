@@ -121,10 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "upsample edge-aware to the input's size; auto: at most ~1.5 MP")
     s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
     s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
+    s.add_argument("--batch", default="auto",
+                   help="frames per forward pass for videos and frame folders: auto (as many as memory allows, up "
+                        "to 8) or a number")
     out = s.add_mutually_exclusive_group(required=True)
     out.add_argument("-o", "--output", type=Path, help="output file (one content) or folder (frames)")
     out.add_argument("--out-dir", type=Path, help="output folder for several contents")
     s.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    s.add_argument("--cluster", metavar="ADDRESS",
+                   help="run on Ray (the cluster extra): local, auto, or ray://host:10001; frames go to -o as 000000.png…")
+    s.add_argument("--workers", type=int, default=2, help="engine actors with --cluster (one per GPU on a GPU cluster)")
+    s.add_argument("--chunk-frames", type=int, help="frames per chunk with --cluster (default: 4 chunks per worker)")
+    s.add_argument("--resume", action="store_true", help="with --cluster: keep the frames already written, do the rest")
     _add_engine_options(s)
 
     c = sub.add_parser("card", help="style cards (cached style statistics)")
@@ -202,9 +210,18 @@ def _stylize(args: argparse.Namespace) -> int:
         raise AdaINError("several contents need --out-dir DIR (or -o pointing at a folder)")
     if not 0.0 <= args.temporal < 1.0:
         raise AdaINError(f"--temporal must be in [0, 1), got {args.temporal}")
+    if args.batch != "auto" and not (args.batch.isdigit() and int(args.batch) >= 1):
+        raise AdaINError(f"--batch must be auto or a whole number ≥ 1, got {args.batch!r}")
+    batch = args.batch if args.batch == "auto" else int(args.batch)
     masked = any(s["mask"] is not None for s in args.styles)
     if args.weights is not None and (masked or len(args.weights) != len(args.styles)):
         raise AdaINError("--weights needs one weight per --style and cannot be combined with --mask")
+    if (args.resume or args.chunk_frames is not None) and not args.cluster:
+        raise AdaINError("--resume and --chunk-frames need --cluster")
+    if args.cluster:
+        from .extras import require
+
+        require("cluster", f"--cluster {args.cluster}")
     options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
                              style_size=args.style_size, scale=args.scale)
     engine = _load_engine(args)
@@ -217,6 +234,8 @@ def _stylize(args: argparse.Namespace) -> int:
     out_dir = args.out_dir or (args.output if len(args.content) > 1 else None)
     inputs = [*args.content, *(Path(s["style"]) for s in args.styles),
               *(Path(s["mask"]) for s in args.styles if s["mask"] is not None)]
+    if args.cluster:
+        return _stylize_on_cluster(args, style, options, inputs)
 
     for content in args.content:
         if content.is_dir() or is_video(content):
@@ -236,7 +255,8 @@ def _stylize(args: argparse.Namespace) -> int:
                 names = [p.with_suffix(".png").name for p in paths]
             bar = tqdm(total=count or None, desc=content.name, unit="frame")
             try:
-                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal)):
+                for i, out in enumerate(engine.stylize_frames(frames, style, options, temporal=args.temporal,
+                                                                   batch=batch)):
                     if names is None:
                         writer.write(out)
                     else:
@@ -270,6 +290,32 @@ def _stylize(args: argparse.Namespace) -> int:
             bar.close()
         save_image(result, target, overwrite=args.overwrite)
         print(target)
+    return 0
+
+
+def _stylize_on_cluster(args: argparse.Namespace, style, options: StylizeOptions,  # type: ignore[no-untyped-def]
+                        inputs: Sequence[Path]) -> int:
+    """``--cluster``: the whole job on Ray (:func:`adain_core.distributed.stylize_many`), one bar on this driver."""
+    from .distributed import stylize_many
+
+    target = args.output or args.out_dir
+    _refuse_own_input(target, inputs)
+    bars: list[tqdm] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, initial=done, desc="cluster", unit="frame"))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = stylize_many(args.content, style, target, cluster=args.cluster, workers=args.workers,
+                              options=options, temporal=args.temporal, model=args.model, device=args.device,
+                              precision=args.precision, resume=args.resume, overwrite=args.overwrite,
+                              chunk_frames=args.chunk_frames, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    print(result.output)
     return 0
 
 

@@ -14,7 +14,7 @@ from .errors import ValueRangeError
 from .vocabulary import PRECISIONS
 
 __all__ = ["PRECISIONS", "pick_device", "pick_precision", "autocast", "cpu_has_bf16", "free_memory_bytes",
-           "parse_size"]
+           "parse_size", "to_device", "to_host"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -74,6 +74,25 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         return
     with torch.autocast(device.type, dtype=_DTYPES[precision]):
         yield
+
+
+def to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy ``x`` to ``device``. CPU → CUDA goes through page-locked (pinned) memory with a non-blocking copy, so the
+    host is free while the transfer runs and the GPU's copy engine reads at full speed; anything else is ``x.to``."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def to_host(x: torch.Tensor) -> torch.Tensor:
+    """Copy ``x`` to the CPU. From CUDA: a non-blocking copy into a pinned buffer, then one wait on the stream (the
+    queued kernels and the copy run back to back, without a pageable staging copy); on the CPU: ``x`` itself."""
+    if x.device.type != "cuda":
+        return x.cpu()
+    out = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    out.copy_(x, non_blocking=True)
+    torch.cuda.current_stream(x.device).synchronize()
+    return out
 
 
 def free_memory_bytes(device: torch.device) -> int:

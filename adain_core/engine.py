@@ -14,17 +14,21 @@ from torch import Tensor, nn
 from .adain import Stats, StreamingStats, adain_target, calc_mean_std, style_transfer
 from .cards import StyleCard
 from .color import after_image, after_pass, recolor_styles
-from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision
+from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
-from .images import ImageLike, MaskLike, feature_mask, load_image, resize_longer, resize_shorter, to_batch
+from .images import Batch, ImageLike, MaskLike, feature_mask, load_image, resize_longer, resize_shorter, to_batch
 from .networks import TAPS, Encoder, pad_to_multiple
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
 from .upsample import downscale, guided_upsample, working_size
 
-__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions", "MAX_STYLE_SIDE"]
+__all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions",
+           "MAX_STYLE_SIDE", "MAX_FRAMES_PER_PASS"]
+
+#: the most frames :meth:`Engine.stylize_frames` puts into one forward pass when the pre-flight chooses.
+MAX_FRAMES_PER_PASS = 8
 
 #: the longest side a style image may have after resizing to the style size (or the style size, if larger).
 MAX_STYLE_SIDE = 8192
@@ -212,26 +216,62 @@ class Engine:
 
     def stylize_frames(self, frames: Iterable[ImageLike], style: StyleSpec, options: StylizeOptions | None = None,
                        *, temporal: float = 0.0, progress: Progress | None = None, cancel: CancelHook | None = None,
-                       total: int | None = None, **fields: object) -> Iterator[object]:
+                       total: int | None = None, batch: int | str = 1, **fields: object) -> Iterator[object]:
         """Stylise a sequence of frames, smoothing the content statistics with an exponential moving average.
 
         ``temporal`` = S in [0, 1): the statistics used for frame n are ``S·used[n-1] + (1−S)·measured[n]``
         (the style card is fixed), which reduces flicker. ``options``/``fields`` as :meth:`stylize`.
         ``progress(done, total)`` is called per frame (``total`` if given, else 0 when unknown); ``cancel`` is
-        checked between frames and tiles. Each frame goes through :meth:`stylize_frame`.
+        checked between passes and tiles.
+
+        ``batch``: frames per forward pass. Consecutive single frames of the same size run ``batch`` at a time (the
+        smoothing stays frame by frame); ``"auto"`` lets the memory pre-flight choose (see :meth:`frames_per_pass`).
+        ``batch=1`` (the default) is exactly :meth:`stylize_frame` applied in turn; larger batches give the same
+        frames up to float rounding (at most 1/255 on an 8-bit output), faster where the device has room.
 
         Yields:
             Each stylised frame, the same type as the input frame.
+
+        Raises:
+            ValueRangeError: ``temporal`` outside [0, 1) or a ``batch`` that is neither ``"auto"`` nor ≥ 1; and as
+                :meth:`stylize`.
         """
         _check_temporal(temporal)
+        if batch != "auto" and (isinstance(batch, str) or int(batch) < 1):
+            raise ValueRangeError(f"frames per pass (batch) must be 'auto' or at least 1, got {batch!r}")
         opts = StylizeOptions.of(options, **fields)
         state: FrameState | None = None
-        for i, frame in enumerate(frames):
+        done = 0
+        for group in _same_size_runs(frames, batch, lambda hw: self.frames_per_pass(*hw, opts)):
             _check_cancel(cancel)
-            out, state = self._stylize_frame(frame, f"frame {i}", style, state, temporal, opts, None, cancel)
-            if progress is not None:
-                progress(i + 1, total or 0)
-            yield out
+            outs, state = self._stylize_group(group, done, style, state, temporal, opts, cancel)
+            for out in outs:
+                done += 1
+                if progress is not None:
+                    progress(done, total or 0)
+                yield out
+
+    def frames_per_pass(self, height: int, width: int, options: StylizeOptions | None = None, *,
+                        limit: int = MAX_FRAMES_PER_PASS, **fields: object) -> int:
+        """How many (height × width) frames one forward pass may take: the most (up to ``limit``) whose pass fits
+        the memory budget of ``options``/``fields`` (``max_memory``, else 80 % of the free memory) without tiling;
+        1 when tiling is asked for or needed.
+
+        Raises:
+            ValueRangeError: a malformed ``max_memory``.
+        """
+        opts = StylizeOptions.of(options, **fields)
+        if opts.tile not in ("auto", "off"):
+            return 1
+        hp, wp = max(16, -(-height // 8) * 8), max(16, -(-width // 8) * 8)
+        budget = parse_size(opts.max_memory) if opts.max_memory is not None else int(
+            free_memory_bytes(self.device) * 0.8)
+        best = 1
+        for b in range(2, max(1, int(limit)) + 1):
+            if estimate_pass_bytes(hp, wp, b, self.precision) > budget:
+                break
+            best = b
+        return best
 
     def stylize_frame(self, content: ImageLike, style: StyleSpec, options: StylizeOptions | None = None, *,
                       state: FrameState | None = None, temporal: float = 0.0, progress: Progress | None = None,
@@ -261,15 +301,34 @@ class Engine:
     def _stylize_frame(self, content: ImageLike, what: str, style: StyleSpec, state: FrameState | None,
                        temporal: float, options: StylizeOptions, progress: Progress | None,
                        cancel: CancelHook | None) -> tuple[object, FrameState]:
-        def smooth(stats: Stats) -> Stats:
-            if state is None or temporal <= 0 or not _same_shape(state.stats, stats):
-                return stats
-            return [(temporal * pm.to(m.device) + (1 - temporal) * m, temporal * ps.to(s.device) + (1 - temporal) * s)
-                    for (pm, ps), (m, s) in zip(state.stats, stats)]
-
         batch = to_batch(content, what)
-        out, stats = self._run(batch.pixels, style, options, smooth, progress, cancel)
+        out, stats = self._run(batch.pixels, style, options, lambda st: _smooth(state, st, temporal), progress,
+                               cancel)
         return batch.restore(out), FrameState(stats)
+
+    def _stylize_group(self, group: list[Batch], first: int, style: StyleSpec, state: FrameState | None,
+                       temporal: float, options: StylizeOptions,
+                       cancel: CancelHook | None) -> tuple[list[object], FrameState]:
+        """Frames ``first …`` (each a single image, all one size) in one pass; the smoothing runs frame by frame.
+        A group of one frame may be a batch of images (smoothed as one, like :meth:`stylize_frame`)."""
+        if len(group) == 1:
+            out, stats = self._run(group[0].pixels, style, options, lambda st: _smooth(state, st, temporal), None,
+                                   cancel)
+            return [group[0].restore(out)], FrameState(stats)
+        used: list[Stats] = []
+
+        def smooth(stats: Stats) -> Stats:
+            prev = state
+            for i in range(len(group)):
+                one = _smooth(prev, [(m[i:i + 1], s[i:i + 1]) for m, s in stats], temporal)
+                used.append(one)
+                prev = FrameState(one)
+            return [(torch.cat([u[r][0] for u in used]), torch.cat([u[r][1] for u in used]))
+                    for r in range(len(stats))]
+
+        pixels = torch.cat([to_device(b.pixels, self.device) for b in group])
+        out, _ = self._run(pixels, style, options, smooth, None, cancel)
+        return [b.restore(out[i:i + 1]) for i, b in enumerate(group)], FrameState(used[-1])
 
     # -- internals ------------------------------------------------------------------------------------------
     def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Callable[[Stats], Stats] | None,
@@ -299,7 +358,7 @@ class Engine:
         if job.tiles is None:
             out, stats = style_transfer(self.encode, self.decode, job.pixels, job.style_stats, job.masks,
                                         options.alpha, smooth)
-            out = after_pass(color, out, job.pixels)[:, :, :h, :w].cpu()
+            out = to_host(after_pass(color, out, job.pixels)[:, :, :h, :w])
             if progress is not None:
                 progress(1, 1)
         else:
@@ -307,7 +366,7 @@ class Engine:
             if smooth is not None:
                 stats = smooth(stats)
             out = self._render_tiles(job, stats, progress, cancel)[:, :, :h, :w].clamp(0, 1)
-        return after_image(color, out, job.pixels[:, :, :h, :w].cpu()), stats
+        return after_image(color, out, pixels.cpu()), stats
 
     def _prepare(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions) -> _Job:
         regions = [(style, None)] if isinstance(style, StyleCard) else list(style)
@@ -319,7 +378,7 @@ class Engine:
             pair[0].check_encoder(self.encoder_id)
             pair[0].check()
         b, _, h, w = pixels.shape
-        padded, size = pad_to_multiple(pixels.to(self.device))
+        padded, size = pad_to_multiple(to_device(pixels, self.device))
         hp, wp = padded.shape[-2:]
         masks = [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}").to(self.device)
                  for i, (_, m) in enumerate(regions)]
@@ -390,6 +449,39 @@ def _check_temporal(temporal: float) -> None:
 
 def _same_shape(a: Stats, b: Stats) -> bool:
     return len(a) == len(b) and all(x[0].shape == y[0].shape for x, y in zip(a, b))
+
+
+def _smooth(state: FrameState | None, stats: Stats, temporal: float) -> Stats:
+    """One frame's statistics to use: ``S·previous + (1−S)·measured`` (the measured ones at the start or a cut)."""
+    if state is None or temporal <= 0 or not _same_shape(state.stats, stats):
+        return stats
+    return [(temporal * pm.to(m.device) + (1 - temporal) * m, temporal * ps.to(s.device) + (1 - temporal) * s)
+            for (pm, ps), (m, s) in zip(state.stats, stats)]
+
+
+def _same_size_runs(frames: Iterable[ImageLike], batch: int | str,
+                    choose: Callable[[tuple[int, int]], int]) -> Iterator[list[Batch]]:
+    """Group consecutive single frames of one size into runs of up to ``batch`` frames (``"auto"``:
+    ``choose((H, W))``).
+
+    Yields lists of :class:`~adain_core.images.Batch`; a frame of another size than the run so far starts a new run,
+    and a frame that is itself a batch of images runs alone."""
+    group: list[Batch] = []
+    size: tuple[int, int] | None = None
+    limit = 1
+    for i, frame in enumerate(frames):
+        b = to_batch(frame, f"frame {i}")
+        hw = (int(b.pixels.shape[-2]), int(b.pixels.shape[-1]))
+        single = b.pixels.shape[0] == 1
+        if group and (not single or hw != size or len(group) >= limit):
+            yield group
+            group = []
+        if not group:
+            size = hw
+            limit = (choose(hw) if batch == "auto" else int(batch)) if single else 1
+        group.append(b)
+    if group:
+        yield group
 
 
 def load(model: str | Path = "default", device: str | torch.device = "auto", precision: str = "auto") -> Engine:

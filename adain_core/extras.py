@@ -20,6 +20,7 @@ DISTRIBUTION = "adain-style-transfer"
 EXTRAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "video": (("imageio>=2.30", "imageio-ffmpeg>=0.4.9"), ("imageio", "imageio_ffmpeg")),
     "convert": (("h5py>=3.8",), ("h5py",)),
+    "cluster": (("ray[data]>=2.9",), ("ray", "ray.data")),
 }
 
 

@@ -204,6 +204,17 @@ def test_frames_folder_in_and_out(files, tmp_path: Path, make_image, capsys) -> 
     assert not [p for p in tmp_path.iterdir() if ".partial-" in p.name]
     code, _, err = run(stylize(files, frames, "--style", files["style"], "-o", out), capsys)
     assert code == 1 and "output exists" in error_line(err)
+    # Frames run two per pass: the same frames (up to rounding) as the default's pre-flight choice.
+    two = tmp_path / "two"
+    code, _, _ = run(stylize(files, frames, "--style", files["style"], "--temporal", "0.5", "--batch", "2", "-o", two),
+                     capsys)
+    assert code == 0
+    for i in range(3):
+        a, b = (np.asarray(Image.open(d / f"frame_{i:03d}.png"), dtype=int) for d in (out, two))
+        assert np.abs(a - b).max() <= 1
+    code, _, err = run(stylize(files, frames, "--style", files["style"], "--batch", "0", "-o", tmp_path / "x"),
+                       capsys)
+    assert code == 1 and "--batch" in error_line(err)
 
 
 def test_video_in_and_out_same_fps(files, tmp_path: Path, capsys) -> None:

@@ -60,3 +60,16 @@ def test_parse_size(text, expected) -> None:
 def test_parse_size_rejects(bad) -> None:
     with pytest.raises(ValueRangeError):
         parse_size(bad)
+
+
+def test_host_device_copies_keep_values() -> None:
+    """CPU: plain copies. CUDA (when present): through pinned memory with non-blocking copies, same values."""
+    from adain_core.device import to_device, to_host
+
+    x = torch.rand(2, 3, 5, 7).permute(0, 1, 3, 2)  # non-contiguous, as host tensors arrive
+    assert torch.equal(to_host(to_device(x, torch.device("cpu"))), x)
+    if torch.cuda.is_available():
+        on_gpu = to_device(x, torch.device("cuda"))
+        assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), x)
+        back = to_host(on_gpu * 2)
+        assert back.device.type == "cpu" and back.is_pinned() and torch.equal(back, x * 2)

@@ -145,25 +145,6 @@ def test_ddp_on_gloo_two_processes(image_dirs, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------- metrics
-def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, tmp_path):
-    import adain_core
-
-    content, style = image_dirs
-    run = tmp_path / "run"
-    rc = cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run), "--encoder",
-                   "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "1",
-                   "--batch-size", "2", "--precision", "fp32", "--threads", "1", "--progress", "0",
-                   "--sample-every", "0", "--decoder-width", "0.5"])
-    assert rc == 0
-    model_path = tmp_path / "half.safetensors"
-    assert cli.main(["export", str(run / "checkpoint.pt"), "--out", str(model_path), "--name", "half"]) == 0
-    engine = adain_core.load(model_path, device="cpu", precision="fp32")
-    assert engine.metadata["decoder_width"] == 0.5
-    assert engine.decoder[1].out_channels == 128
-    out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
-    assert out.shape == (1, 3, 24, 24)
-
-
 def test_metrics_sanity():
     enc = make_encoder("random-vgg16")
     g = torch.Generator().manual_seed(0)
@@ -181,17 +162,21 @@ def test_metrics_sanity():
 
 
 # ----------------------------------------------------------------------------------------------------- CLI, evaluate, export
+def _cli_train(image_dirs, run, *extra: str) -> int:
+    """``adain-train train`` on the tiny image folders with a random encoder, quiet, one thread."""
+    content, style = image_dirs
+    return cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run), "--encoder",
+                     "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--batch-size", "2",
+                     "--precision", "fp32", "--threads", "1", "--progress", "0", "--sample-every", "0", *extra])
+
+
 def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     import adain_core
     from adain_core.testing import make_random_model
 
     content, style = image_dirs
     run = tmp_path / "run"
-    rc = cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run), "--encoder",
-                   "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "2",
-                   "--batch-size", "2", "--precision", "fp32", "--threads", "1", "--progress", "0",
-                   "--sample-every", "0", "--lambda", "strong"])
-    assert rc == 0
+    assert _cli_train(image_dirs, run, "--steps", "2", "--lambda", "strong") == 0
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2 and state["config"]["style_weight"] == 30.0
 
@@ -233,9 +218,21 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
 
     # continuing from the exported model (--init-decoder) counts on from the steps in its metadata
     run2 = tmp_path / "run2"
-    assert cli.main(["train", "--content", str(content), "--style", str(style), "--out", str(run2), "--encoder",
-                     "random-vgg16", "--resize", "48", "--crop", "32", "--min-side", "32", "--steps", "3",
-                     "--batch-size", "1", "--precision", "fp32", "--threads", "1", "--progress", "0",
-                     "--sample-every", "0", "--init-decoder", str(model_path)]) == 0
+    assert _cli_train(image_dirs, run2, "--steps", "3", "--batch-size", "1", "--init-decoder", str(model_path)) == 0
     state2 = torch.load(run2 / "checkpoint.pt", weights_only=True)
     assert state2["step"] == 3 and sum(state2["hardware"].values()) == 1  # one step: 2 → 3
+
+
+def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, tmp_path):
+    import adain_core
+
+    run = tmp_path / "run"
+    assert _cli_train(image_dirs, run, "--steps", "1", "--decoder-width", "0.5") == 0
+    model_path = tmp_path / "half.safetensors"
+    assert cli.main(["export", str(run / "checkpoint.pt"), "--out", str(model_path), "--name", "half"]) == 0
+    engine = adain_core.load(model_path, device="cpu", precision="fp32")
+    assert engine.metadata["decoder_width"] == 0.5
+    assert engine.decoder[1].out_channels == 128
+    out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
+    assert out.shape == (1, 3, 24, 24)
+

@@ -386,6 +386,7 @@ class AdaINStylize(io.ComfyNode):
                     min=0.0,
                     max=1.0,
                     step=0.05,
+                    optional=True,  # API prompts written before this input keep working (1 = full resolution)
                     tooltip="Working resolution: stylise at this fraction of the image size, then upsample "
                     "(edge-aware, guided by the image) back to its exact size. Faster, and the brush strokes come out "
                     "larger relative to the image. 1 = full resolution; 0 = auto (about 1.5 megapixels at most).",

@@ -100,7 +100,8 @@ EXPECTED_INPUTS = {
     "AdaINStyleMix": (["style_1", "weight_1", "style_2", "weight_2"], ["style_3", "weight_3", "style_4", "weight_4"]),
     "AdaINSaveStyle": (["style", "filename_prefix", "destination"], []),
     "AdaINLoadStyle": (["style_name"], []),
-    "AdaINStylize": (["image", "model", "style", "alpha", "color", "tile", "temporal"], ["mask", "style_unmasked"]),
+    "AdaINStylize": (["image", "model", "style", "alpha", "color", "tile", "temporal"],
+                     ["scale", "mask", "style_unmasked"]),
 }
 EXPECTED_OUTPUTS = {
     "AdaINModelLoader": ["ADAIN_MODEL"], "AdaINStyleEncode": ["ADAIN_STYLE"], "AdaINStyleMix": ["ADAIN_STYLE"],
@@ -181,7 +182,7 @@ def test_basic_stylize_workflow(comfy, object_info, engine):
 
 def test_working_resolution(comfy, object_info, engine):
     """scale 0.5 and 0 (= auto, here full size: the image is small) give the engine's results at the input's size."""
-    assert object_info["AdaINStylize"]["input"]["required"]["scale"][1]["default"] == 1.0
+    assert object_info["AdaINStylize"]["input"]["optional"]["scale"][1]["default"] == 1.0
     content, style = harness.sample_content(40, 48, seed=5), harness.sample_style(56, 40, "a")
     c_name, s_name = upload(comfy, "content", content), upload(comfy, "style", style)
     card = engine.encode_style(as_tensor(style), size=48)

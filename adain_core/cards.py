@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from .color import mixture_stats
 from .errors import CardError, ValueRangeError
 from .store import save_safetensors_atomic
 from .validate import check_stats, check_uint8_image, check_weights
@@ -37,7 +38,7 @@ class StyleCard:
         sources: one entry per source image: ``{"name", "sha256", "weight"}``.
         thumbnail: (h, w, 3) uint8 preview, at most 128 px on the longer side.
         pixels: the style images at ``style_size`` as (3, h, w) uint8, parallel to ``sources``; needed by the
-            ``preserve`` colour mode (empty for stripped cards).
+            ``preserve`` and ``palette`` colour modes (empty for stripped cards).
     """
 
     name: str
@@ -54,6 +55,17 @@ class StyleCard:
     def weights(self) -> list[float]:
         """Weights of the sources (sum to 1)."""
         return [float(s.get("weight", 1.0)) for s in self.sources]  # type: ignore[arg-type]
+
+    def palette(self) -> tuple[Tensor, Tensor]:
+        """The RGB mean (3,) and covariance (3, 3), float64, of the card's paintings pooled by their weights.
+
+        Raises:
+            CardError: the card carries no style pixels (a stripped card).
+        """
+        if not self.pixels or len(self.pixels) != len(self.sources):
+            raise CardError(f"style card {self.name!r} carries no style pixels; the palette colour mode needs a card "
+                            f"made by encode_style (or a mix of such cards)")
+        return mixture_stats(self.pixels, self.weights)
 
     def check(self, source: object | None = None) -> StyleCard:
         """Validate the statistics and pictures (see :func:`adain_core.validate.check_stats`); returns the card.

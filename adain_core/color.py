@@ -1,16 +1,25 @@
-"""Colour modes around the network: CORAL mean/covariance transfer (``preserve``) and luminance-only
-stylisation that keeps the content's chroma (``luminance``, in YUV via kornia)."""
+"""Colour modes around the network: CORAL mean/covariance transfer towards the content (``preserve``) or towards
+the painting (``palette``), and luminance-only stylisation that keeps the content's chroma (``luminance``, in YUV
+via kornia)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Union
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ValueRangeError
 from .vocabulary import COLOR_MODES
 
-__all__ = ["COLOR_MODES", "color_stats", "coral", "match_colors", "keep_chroma", "recolor_styles", "after_pass",
-           "after_image"]
+__all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "coral_transform", "coral", "match_colors", "match_palettes",
+           "keep_chroma", "recolor_styles", "after_pass", "after_image"]
+
+#: A region's target colours: RGB mean (3,), covariance (3, 3) and where it applies ((B|1, 1, h, w) soft weights in
+#: [0, 1] at any size, or ``None`` for everywhere).
+Palette = tuple[Tensor, Tensor, Union[Tensor, None]]
 
 
 def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
@@ -29,6 +38,36 @@ def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
+def mixture_stats(images: Sequence[Tensor], weights: Sequence[float]) -> tuple[Tensor, Tensor]:
+    """RGB mean and covariance of the pixels of several images pooled with weights (a card mixing paintings).
+
+    Args:
+        images: each (3, h, w) uint8 or float in [0, 1] (uint8 is scaled by 1/255).
+        weights: one per image, summing to 1.
+
+    Returns:
+        ``(mean, cov)``: (3,) and (3, 3), float64.
+    """
+    mean = torch.zeros(3, dtype=torch.float64)
+    second = torch.zeros(3, 3, dtype=torch.float64)
+    for img, w in zip(images, weights):
+        x = img.double() / 255 if img.dtype == torch.uint8 else img.double()
+        m, c = color_stats(x.reshape(1, 3, *x.shape[-2:]))
+        mean += w * m[0]
+        second += w * (c[0] + m[0][:, None] * m[0][None, :])
+    return mean, second - mean[:, None] * mean[None, :]
+
+
+def _weighted_stats(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean (B, 3) and covariance (B, 3, 3), float64, of pixels ``x`` (B, 3, N) under weights ``w`` (B|1, 1, N)."""
+    x, w = x.double(), w.double().expand(x.shape[0], 1, -1)
+    total = w.sum(dim=2).clamp_min(1e-12)
+    mean = (x * w).sum(dim=2) / total
+    xc = x - mean[..., None]
+    cov = (xc * w) @ xc.transpose(1, 2) / total[..., None]
+    return mean, cov
+
+
 def _sqrtm(cov: Tensor, inverse: bool) -> Tensor:
     if not bool(torch.isfinite(cov).all()):
         raise ValueRangeError("colour covariance contains NaN or infinite values (a degenerate image or card)")
@@ -39,6 +78,24 @@ def _sqrtm(cov: Tensor, inverse: bool) -> Tensor:
     vals = vals.clamp_min(1e-8)
     power = -0.5 if inverse else 0.5
     return vecs @ torch.diag_embed(vals**power) @ vecs.transpose(-1, -2)
+
+
+def coral_transform(src_mean: Tensor, src_cov: Tensor, dst_mean: Tensor, dst_cov: Tensor) -> tuple[Tensor, Tensor]:
+    """The affine colour map ``x ↦ T·x + shift`` that gives pixels with RGB mean/covariance ``src`` the ``dst`` ones.
+
+    Args:
+        src_mean, dst_mean: (..., 3) RGB means.
+        src_cov, dst_cov: (..., 3, 3) RGB covariances (batch dimensions broadcast).
+
+    Returns:
+        ``(T, shift)``: (..., 3, 3) and (..., 3), float64.
+
+    Raises:
+        ValueRangeError: NaN/inf or degenerate statistics.
+    """
+    transform = _sqrtm(dst_cov.double(), False) @ _sqrtm(src_cov.double(), True)
+    shift = dst_mean.double() - (transform @ src_mean.double()[..., None])[..., 0]
+    return transform, shift
 
 
 def coral(source: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
@@ -53,10 +110,8 @@ def coral(source: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
         Same shape as ``source``, clamped to [0, 1].
     """
     x = source.reshape(1, 3, *source.shape[-2:])
-    s_mean, s_cov = color_stats(x)
-    flat = x.double().reshape(3, -1) - s_mean[0][:, None]
-    transform = _sqrtm(target_cov.double(), False) @ _sqrtm(s_cov[0], True)
-    out = transform @ flat + target_mean.double()[:, None]
+    transform, shift = coral_transform(*color_stats(x), target_mean, target_cov)
+    out = transform[0] @ x.double().reshape(3, -1) + shift[0][:, None]
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
 
 
@@ -78,14 +133,45 @@ def match_colors(image: Tensor, reference: Tensor, max_pixels: int = 1 << 20) ->
         step = max(1, flat.shape[2] // max_pixels)
         return color_stats(flat[:, :, ::step].reshape(x.shape[0], 3, 1, -1))
 
-    i_mean, i_cov = stats(image)
-    r_mean, r_cov = stats(reference)
-    out = torch.empty(image.shape, dtype=torch.float32, device=image.device)
-    for b in range(image.shape[0]):
-        transform = (_sqrtm(r_cov[b], False) @ _sqrtm(i_cov[b], True)).float()
-        shift = (r_mean[b] - transform.double() @ i_mean[b]).float()
-        out[b] = torch.einsum("ij,jhw->ihw", transform, image[b].float()) + shift[:, None, None]
-    return out.clamp(0, 1)
+    transform, shift = coral_transform(*stats(image), *stats(reference))
+    return (torch.einsum("bij,bjhw->bihw", transform.float(), image.float())
+            + shift.float()[..., None, None]).clamp(0, 1)
+
+
+def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:
+    """Give each region of a result the RGB mean and covariance of its painting (``palette`` colour mode).
+
+    Each region's transform is fitted to the result's pixels under the region's weights and applied everywhere;
+    the results are blended by those weights. Where the weights sum to less than 1 the image is kept in part (as
+    the engine keeps the content there); where they sum to more they are normalised.
+
+    Args:
+        image: (B, 3, H, W) float in [0, 1], a stylised result.
+        palettes: one :data:`Palette` per region; masks are resized to (H, W) (bilinear).
+        max_pixels: statistics use an evenly strided subset of at most this many pixels per image.
+
+    Returns:
+        (B, 3, H, W) float32 in [0, 1].
+    """
+    b, _, h, w = image.shape
+    flat = image.float().reshape(b, 3, -1)
+    step = max(1, flat.shape[2] // max_pixels)
+    blended = torch.zeros(b, 3, h, w, device=image.device)
+    cover = torch.zeros(1, 1, h, w, device=image.device)
+    for mean, cov, mask in palettes:
+        if mask is None:
+            weight = torch.ones(1, 1, h, w, device=image.device)
+        else:
+            weight = mask.float().to(image.device).clamp(0, 1)
+            if weight.shape[-2:] != (h, w):
+                weight = F.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
+        i_mean, i_cov = _weighted_stats(flat[:, :, ::step], weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
+        transform, shift = coral_transform(i_mean, i_cov, mean.to(image.device), cov.to(image.device))
+        recoloured = torch.einsum("bij,bjhw->bihw", transform.float(), image.float()) + shift.float()[..., None, None]
+        blended = blended + weight * recoloured
+        cover = cover + weight
+    keep = (1 - cover).clamp_min(0)
+    return (blended / cover.clamp_min(1) + keep * image.float()).clamp(0, 1)
 
 
 def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
@@ -133,7 +219,12 @@ def after_pass(mode: str, out: Tensor, content: Tensor) -> Tensor:
     return keep_chroma(out, content) if mode == "luminance" else out
 
 
-def after_image(mode: str, out: Tensor, content: Tensor) -> Tensor:
+def after_image(mode: str, out: Tensor, content: Tensor, palettes: Sequence[Palette] = ()) -> Tensor:
     """After the whole image is assembled: ``preserve`` gives the result the content's RGB mean and covariance
-    (the decoder can still shift colours after the style was recoloured). (B, 3, H, W) in [0, 1]."""
-    return match_colors(out, content) if mode == "preserve" else out
+    (the decoder can still shift colours after the style was recoloured); ``palette`` gives each region the RGB
+    mean and covariance of its painting (``palettes``, see :func:`match_palettes`). (B, 3, H, W) in [0, 1]."""
+    if mode == "preserve":
+        return match_colors(out, content)
+    if mode == "palette":
+        return match_palettes(out, palettes)
+    return out

@@ -13,11 +13,12 @@ from torch import Tensor, nn
 
 from .adain import Stats, StreamingStats, adain_target, calc_mean_std, style_transfer
 from .cards import StyleCard
-from .color import after_image, after_pass, recolor_styles
+from .color import Palette, after_image, after_pass, recolor_styles
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
-from .images import Batch, ImageLike, MaskLike, feature_mask, load_image, resize_longer, resize_shorter, to_batch
+from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer, resize_shorter,
+                     to_batch)
 from .networks import TAPS, Encoder, pad_to_multiple
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
@@ -338,21 +339,23 @@ class Engine:
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
         :func:`guided_upsample`; the colour mode is applied again at full size (content chroma / colours exact).
         """
+        regions = _regions(style)
+        palettes = _palettes(regions) if options.color == "palette" else []
         h, w = pixels.shape[-2:]
         size = working_size(h, w, options.scale)
         if size == (h, w):
-            return self._run_full(pixels, style, options, smooth, progress, cancel)
+            return self._run_full(pixels, regions, options, palettes, smooth, progress, cancel)
         small = downscale(pixels, size)
-        out, stats = self._run_full(small, style, options, smooth, progress, cancel)
+        out, stats = self._run_full(small, regions, options, palettes, smooth, progress, cancel)
         full = pixels.cpu().float()
         out = guided_upsample(out, full, guide_low=small.cpu())
-        return after_image(options.color, after_pass(options.color, out, full), full), stats
+        return after_image(options.color, after_pass(options.color, out, full), full, palettes), stats
 
-    def _run_full(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions,
-                  smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
+    def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
+                  palettes: list[Palette], smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
                   cancel: CancelHook | None) -> tuple[Tensor, Stats]:
         """:meth:`_run` at the pixels' own size."""
-        job = self._prepare(pixels, style, options)
+        job = self._prepare(pixels, regions, options)
         h, w = job.size
         color = options.color
         if job.tiles is None:
@@ -366,17 +369,12 @@ class Engine:
             if smooth is not None:
                 stats = smooth(stats)
             out = self._render_tiles(job, stats, progress, cancel)[:, :, :h, :w].clamp(0, 1)
-        return after_image(color, out, pixels.cpu()), stats
+        return after_image(color, out, pixels.cpu(), palettes), stats
 
-    def _prepare(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions) -> _Job:
-        regions = [(style, None)] if isinstance(style, StyleCard) else list(style)
-        if not regions:
-            raise CardError("no style given")
-        for pair in regions:
-            if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], StyleCard)):
-                raise CardError("style must be a StyleCard or a list of (StyleCard, mask) pairs")
-            pair[0].check_encoder(self.encoder_id)
-            pair[0].check()
+    def _prepare(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]],
+                 options: StylizeOptions) -> _Job:
+        for card, _ in regions:
+            card.check_encoder(self.encoder_id)
         b, _, h, w = pixels.shape
         padded, size = pad_to_multiple(to_device(pixels, self.device))
         hp, wp = padded.shape[-2:]
@@ -435,6 +433,28 @@ class Engine:
             if progress is not None:
                 progress(n + i + 1, 2 * n)
         return canvas
+
+
+def _regions(style: StyleSpec) -> list[tuple[StyleCard, MaskLike | None]]:
+    """A style spec as validated ``(card, mask)`` pairs (``None`` = everywhere).
+
+    Raises:
+        CardError: no style, a malformed spec, or an invalid card.
+    """
+    regions = [(style, None)] if isinstance(style, StyleCard) else list(style)
+    if not regions:
+        raise CardError("no style given")
+    for pair in regions:
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(pair[0], StyleCard)):
+            raise CardError("style must be a StyleCard or a list of (StyleCard, mask) pairs")
+        pair[0].check()
+    return regions
+
+
+def _palettes(regions: list[tuple[StyleCard, MaskLike | None]]) -> list[Palette]:
+    """The ``palette`` colour mode's targets: each region's painting colours and its mask as given (any size)."""
+    return [(*card.palette(), None if mask is None else mask_to_tensor(mask, f"mask {i + 1}"))
+            for i, (card, mask) in enumerate(regions)]
 
 
 def _check_cancel(cancel: CancelHook | None) -> None:

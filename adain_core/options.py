@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import ValueRangeError
 from .validate import check_alpha, check_scale
-from .vocabulary import COLOR_MODES, SCALE_AUTO, TILE_MODES
+from .vocabulary import COLOR_MODES, TILE_MODES
 
 __all__ = ["StylizeOptions", "MIN_TILE", "STYLE_SIZE_RANGE"]
 
@@ -34,7 +34,8 @@ class StylizeOptions:
             brush strokes); ``None`` keeps their size. Cards already carry their statistics.
         scale: working resolution: a factor F in (0, 1] (stylise at F × the content's size, then upsample edge-aware
             to the content's size: faster, and larger strokes relative to the image), or ``"auto"`` (the F that
-            brings the image down to :data:`adain_core.upsample.AUTO_PIXELS` pixels; never above 1). 1 = full size.
+            brings the image down to :data:`adain_core.upsample.AUTO_PIXELS` pixels; never above 1), which 0 also
+            means (the hosts' sliders put auto at 0). 1 = full size.
 
     Raises:
         ValueRangeError: a value out of range, naming it.
@@ -68,8 +69,7 @@ class StylizeOptions:
             if not low <= int(self.style_size) <= high:
                 raise ValueRangeError(f"style size must be between {low} and {high} px, got {self.style_size}")
             object.__setattr__(self, "style_size", int(self.style_size))
-        if self.scale != SCALE_AUTO:
-            object.__setattr__(self, "scale", check_scale(self.scale))
+        object.__setattr__(self, "scale", check_scale(self.scale))
 
     def replace(self, **changes: Any) -> StylizeOptions:
         """A copy with some fields changed (validated again)."""

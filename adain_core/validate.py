@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .errors import AdaINError, ValueRangeError
+from .vocabulary import SCALE_AUTO
 
 __all__ = ["check_stats", "check_uint8_image", "check_weights", "check_alpha", "check_scale", "check_state_finite", "check_name"]
 
@@ -72,7 +73,7 @@ def _as_float(value: object, message: str) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
-        raise ValueRangeError(f"{message}, got {value!r}") from None
+        raise ValueRangeError(f"{message}, got {value!r:.40}") from None
 
 
 def check_weights(weights: Sequence[object], field: str = "weights", *, count: int | None = None) -> list[float]:
@@ -106,14 +107,19 @@ def check_alpha(alpha: object) -> float:
     return value
 
 
-def check_scale(scale: object) -> float:
-    """Working-resolution factor F: a number in (0, 1] (not a bool). Returns it as float."""
-    message = "scale must be 'auto' or a number in (0, 1] (1 = full resolution)"
+def check_scale(scale: object) -> float | str:
+    """Working resolution: a factor F in (0, 1] (not a bool), returned as float; or ``"auto"``, also spelt 0 (the
+    hosts' sliders put auto at 0), returned as :data:`adain_core.vocabulary.SCALE_AUTO`."""
+    message = "scale must be 'auto' (or 0) or a number in (0, 1] (1 = full resolution)"
+    if scale == SCALE_AUTO:
+        return SCALE_AUTO
     if isinstance(scale, bool):
-        raise ValueRangeError(f"{message}, got {scale!r}")
+        raise ValueRangeError(f"{message}, got {scale!r:.40}")
     value = _as_float(scale, message)
+    if value == 0.0:
+        return SCALE_AUTO
     if not 0.0 < value <= 1.0:  # also rejects NaN
-        raise ValueRangeError(f"{message}, got {scale!r}")
+        raise ValueRangeError(f"{message}, got {scale!r:.40}")
     return value
 
 

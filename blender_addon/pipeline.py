@@ -62,7 +62,7 @@ class _NodeWork:
     color: str
     style_size: int
     temporal: float
-    scale: float | str = 1.0
+    scale: float = 1.0  # 0 = the engine's "auto"
     capture_dir: str = ""
     capture_node_name: str = ""
 
@@ -208,7 +208,7 @@ class StylizedRender:
                 raise JobError(f"AdaIN: node {node.name!r}: {exc}") from None
             styles.append((path, float(style.weight)))
         return _NodeWork(node.name, styles, float(settings.alpha), settings.color, int(settings.style_size),
-                         float(settings.temporal), settings.working_scale())
+                         float(settings.temporal), float(settings.scale))
 
     # ------------------------------------------------------------------ tree state
     def _mute(self, nodes, mute: bool) -> None:

@@ -10,6 +10,7 @@ COLOR_MODES = (
     ("style", "Style colours", "Take the colours of the style image"),
     ("preserve", "Keep colours", "Keep the colours of the content; take the style's textures"),
     ("luminance", "Luminance only", "Stylise the brightness only; keep the content's chroma"),
+    ("palette", "Painting's palette", "Give the result the colours of the style painting itself"),
 )
 
 
@@ -66,10 +67,6 @@ class AdaINSettings(bpy.types.PropertyGroup):
         "transform (scene-referred EXR, later nodes see scene-linear data), and colours that view cannot show, "
         "such as pure primaries under AgX, are compressed",
     )
-
-    def working_scale(self) -> float | str:
-        """The engine's ``scale`` for the Working Resolution slider (0 is the engine's ``"auto"``)."""
-        return "auto" if self.scale == 0.0 else float(self.scale)
 
     def active_styles(self) -> list[AdaINStyle]:
         return [style for style in self.styles if style.is_set and style.weight > 0.0]

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 import adain_core
 from adain_core.fingerprint import file_identity
-from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
+from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
 
 from . import models
 from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
@@ -362,7 +362,8 @@ class AdaINStylize(io.ComfyNode):
                     options=list(COLOR_MODES),
                     default="style",
                     tooltip="style = take the style's colours; preserve = keep the content's colours (statistics "
-                    "matched in RGB); luminance = transfer only brightness, keep the content's hue.",
+                    "matched in RGB); luminance = transfer only brightness, keep the content's hue; palette = give "
+                    "the result the painting's own colours (RGB mean and covariance, per mask region).",
                 ),
                 io.Combo.Input(
                     "tile",
@@ -414,8 +415,7 @@ class AdaINStylize(io.ComfyNode):
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
-        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile,
-                                            scale=SCALE_AUTO if scale == 0 else scale)
+        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile, scale=scale)
         _make_room(model, height, width)
         while True:
             try:

@@ -1,10 +1,13 @@
 """One vocabulary: the adapters take colour modes, precisions and suffixes from adain_core.vocabulary; the GIMP
-plug-in, which runs in GIMP's Python without the engine, keeps a mirror that must stay equal."""
+plug-in and the Blender add-on, which run in their host's Python without the engine, keep mirrors (with their UI
+labels) that must stay equal."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 from adain_core import vocabulary
 from gimp_plugin.install import PLUGIN_SOURCE
@@ -18,8 +21,11 @@ def _literal(path: Path, name: str):
     raise AssertionError(f"{path.name} defines no {name}")
 
 
-def test_gimp_plugin_colour_modes_mirror_the_engine():
-    modes = _literal(PLUGIN_SOURCE / f"{PLUGIN_SOURCE.name}.py", "COLOR_MODES")
+@pytest.mark.parametrize("source", [PLUGIN_SOURCE / f"{PLUGIN_SOURCE.name}.py",
+                                    Path(__file__).resolve().parents[1] / "blender_addon" / "settings.py"],
+                         ids=["gimp", "blender"])
+def test_host_colour_modes_mirror_the_engine(source: Path):
+    modes = _literal(source, "COLOR_MODES")
     assert tuple(mode for mode, _label, _tooltip in modes) == vocabulary.COLOR_MODES
 
 

@@ -17,6 +17,8 @@ import logging
 import sys
 from pathlib import Path
 
+from adain_core.vocabulary import COLOR_MODES
+
 from .config import LAMBDA_PRESETS, LAYER_WEIGHT_PRESETS, TrainConfig, resolve_lambda
 
 __all__ = ["main", "build_parser"]
@@ -63,6 +65,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="share of each batch's photos and paintings used for the identity losses (default 0.25)")
     p.add_argument("--colour-weight", type=float, default=S,
                    help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
+    p.add_argument("--palette", type=_bool, default=S,
+                   help="train for the palette colour mode: the losses see the output recoloured to the painting's "
+                        "RGB mean and covariance (default false)")
     p.add_argument("--steps", type=int, default=S, help="train until this step (default 160000)")
     p.add_argument("--batch-size", type=int, default=S, help="per process (default 8)")
     p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-4)")
@@ -106,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sheet-format", choices=["jpg", "png"], default="jpg", help="contact sheet file type")
     ev.add_argument("--no-references", action="store_true",
                     help="leave out the reference rows (the photo itself; colour transfer without a network)")
+    ev.add_argument("--color", nargs="+", choices=COLOR_MODES, default=["style"], metavar="MODE",
+                    help=f"colour mode(s) of the engine, each model scored in each: {', '.join(COLOR_MODES)} "
+                         f"(default style; rows of other modes are named NAME+MODE)")
     ev.add_argument("--verbose-pairs", action="store_true", help="also print every pair's metrics")
 
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")

@@ -69,6 +69,8 @@ class TrainConfig:
     identity_feature: float = 0.0  # identity loss: weight of the per-layer-balanced feature MSE of those decodes
     identity_fraction: float = 0.25  # share of the batch's photos and of its paintings used for identity losses
     colour_weight: float = 0.0   # sliced Wasserstein distance between output and painting RGB distributions
+    palette: bool = False        # train for the engine's palette colour mode: losses see the output given the
+    #                              painting's RGB mean/covariance (transform fitted without gradient, applied with)
     # optimisation
     steps: int = 160_000
     batch_size: int = 8          # per process

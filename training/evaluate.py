@@ -126,10 +126,10 @@ def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], feature
     return {"pairs": pairs, "spread": spreads, "means": means}
 
 
-def engine_outputs(engine: Any, evalset: EvalSet,
-                   progress: Callable[[str], None] | None = None) -> tuple[list[list[Tensor]], list[list[float]],
-                                                                        list[float]]:
-    """Stylise every pair with an :class:`adain_core.Engine` at α = 1, and reconstruct every photo from its own card.
+def engine_outputs(engine: Any, evalset: EvalSet, progress: Callable[[str], None] | None = None,
+                   color: str = "style") -> tuple[list[list[Tensor]], list[list[float]], list[float]]:
+    """Stylise every pair with an :class:`adain_core.Engine` at α = 1 in colour mode ``color``, and reconstruct
+    every photo from its own card (in style mode: the decoder's own reconstruction).
 
     Returns:
         ``(outputs, seconds, recon_psnr)``: outputs[c][s] (1, 3, H, W) in [0, 1], timings, PSNR per photo.
@@ -144,7 +144,7 @@ def engine_outputs(engine: Any, evalset: EvalSet,
         row, times = [], []
         for card, sname in zip(cards, evalset.style_names):
             t0 = time.perf_counter()
-            out = engine.stylize(im, card, alpha=1.0)
+            out = engine.stylize(im, card, alpha=1.0, color=color)
             times.append(time.perf_counter() - t0)
             row.append(pil_to_tensor(out)[0])
             if progress:
@@ -260,7 +260,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     n_pairs = len(evalset.contents) * len(evalset.styles)
     with tempfile.TemporaryDirectory(prefix="adain-eval-") as tmp:
         for index, spec in enumerate(args.model):
-            name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).stem, "", spec)
+            model_name, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).stem, "", spec)
             engine = adain_core.load(model_file_for(path, Path(tmp)), device=args.device)
             features = padded_features(engine.features)
             if index == 0 and not args.no_references:  # references scored with the first model's encoder
@@ -268,21 +268,24 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     result = score_outputs(evalset, outputs, features)
                     result["means"]["recon_psnr"] = None
                     results["models"][ref] = result
-            done = [0]
+            for color in args.color:
+                name = model_name if color == "style" else f"{model_name}+{color}"
+                done = [0]
 
-            def _progress(what: str, name: str = name) -> None:
-                done[0] += 1
-                if done[0] % len(evalset.styles) == 0:
-                    print(f"[{name}] {done[0]}/{n_pairs} pairs", file=sys.stderr, flush=True)
+                def _progress(what: str, name: str = name) -> None:
+                    done[0] += 1
+                    if done[0] % len(evalset.styles) == 0:
+                        print(f"[{name}] {done[0]}/{n_pairs} pairs", file=sys.stderr, flush=True)
 
-            outputs, seconds, recon = engine_outputs(engine, evalset, _progress)
-            result = score_outputs(evalset, outputs, features, seconds)
-            result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
-            result["means"]["recon_psnr"] = sum(recon) / len(recon)
-            write_sheet(evalset, outputs, out_dir / f"sheet_{name}.{args.sheet_format}", args.cell)
-            result["model"] = path
-            result["metadata_steps"] = engine.metadata.get("steps")
-            results["models"][name] = result
+                outputs, seconds, recon = engine_outputs(engine, evalset, _progress, color)
+                result = score_outputs(evalset, outputs, features, seconds)
+                result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
+                result["means"]["recon_psnr"] = sum(recon) / len(recon)
+                write_sheet(evalset, outputs, out_dir / f"sheet_{name}.{args.sheet_format}", args.cell)
+                result["model"] = path
+                result["color"] = color
+                result["metadata_steps"] = engine.metadata.get("steps")
+                results["models"][name] = result
             results["settings"]["precision"] = str(engine.precision)
             results["settings"]["device"] = str(engine.device)
             if args.verbose_pairs:

@@ -48,6 +48,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "identity_feature": cfg.identity_feature,
             "identity_fraction": cfg.identity_fraction,
             "colour_weight": cfg.colour_weight,
+            "palette": cfg.palette,
             "precision": state.get("precision", cfg.precision),
             "data_dirs": {"content": [Path(d).name for d in cfg.content_dirs],
                           "style": [Path(d).name for d in cfg.style_dirs]},

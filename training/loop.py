@@ -30,7 +30,7 @@ from adain_core.store import ENCODERS, load_encoder
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
-from .losses import AdaINLoss, LossWeights, identity_loss, sliced_wasserstein, unit_directions
+from .losses import AdaINLoss, LossWeights, identity_loss, palette_recolour, sliced_wasserstein, unit_directions
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -243,11 +243,16 @@ class Trainer:
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
                 decoded = self.model(torch.cat([target, fc["relu4_1"][:k], fs["relu4_1"][:k]]))
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
+                if cfg.palette:
+                    out = palette_recolour(out, style)
+                    decoded = torch.cat([out.to(recon.dtype), recon])
                 f_all = self.encoder(decoded, out_taps)
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
                 fr = {t: v[target.shape[0]:] for t, v in f_all.items()}
             else:
                 out = self.model(target)
+                if cfg.palette and not warm:
+                    out = palette_recolour(out, style)
                 fo = self.encoder(out, ("relu4_1",) if warm else out_taps)
         fo = {t: v.float() for t, v in fo.items()}
         loss, parts = self.loss_fn(fo, target, fs)
@@ -326,7 +331,8 @@ class Trainer:
         with self._autocast():
             fc = self.encoder(content, ("relu4_1",))["relu4_1"].float()
             fs = self.encoder(style, ("relu4_1",))["relu4_1"].float()
-            out = self.decoder(adain(fc, *calc_mean_std(fs))).float().clamp(0, 1)
+            out = self.decoder(adain(fc, *calc_mean_std(fs))).float()
+            out = (palette_recolour(out, style) if self.cfg.palette else out).clamp(0, 1)
         self.decoder.train()
         rows = [torch.stack([c, s, o]) for c, s, o in zip(content.cpu(), style.cpu(), out.cpu())]
         path = self.out_dir / "samples" / f"step_{self.step:07d}.png"

@@ -1,6 +1,7 @@
 """The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
-photo and on the painting themselves) and a colour term (sliced Wasserstein distance between RGB distributions)."""
+photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), and
+the engine's palette colour mode as a step before the losses."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adain_core.adain import calc_mean_std
+from adain_core.color import color_stats, coral_transform
 from adain_core.networks import TAPS
 
 __all__ = ["LossWeights", "content_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
-           "sliced_wasserstein", "unit_directions"]
+           "sliced_wasserstein", "unit_directions", "palette_recolour"]
 
 
 @dataclass
@@ -133,3 +135,22 @@ def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> Tensor:
     pb = (d @ b.float().flatten(2)).sort(dim=-1).values
     n = min(pa.shape[-1], pb.shape[-1])
     return (_quantiles(pa, n) - _quantiles(pb, n)).abs().mean(dim=(1, 2))
+
+
+def palette_recolour(out: Tensor, style: Tensor) -> Tensor:
+    """The engine's ``palette`` colour mode as a training step: each output given its painting's RGB mean and
+    covariance, so the losses see what the engine shows in that mode.
+
+    The affine colour map is fitted without gradient and applied with it: the decoder learns what survives the
+    recolouring, and is not pushed to make the map itself ill-conditioned.
+
+    Args:
+        out: (B, 3, H, W) float, decoded images (not clamped).
+        style: (B, 3, H', W') float in [0, 1], the paintings.
+
+    Returns:
+        (B, 3, H, W) float32 (not clamped).
+    """
+    with torch.no_grad():
+        transform, shift = coral_transform(*color_stats(out.float()), *color_stats(style.float()))
+    return torch.einsum("bij,bjhw->bihw", transform.float(), out.float()) + shift.float()[..., None, None]

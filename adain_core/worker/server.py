@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import LRU, EngineCache, StyleCache, model_key
+from ..errors import ValueRangeError
 from ..options import StylizeOptions
-from ..vocabulary import COLOR_MODES, SCALE_AUTO, TILE_MODES
+from ..validate import check_scale
+from ..vocabulary import COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
                        recv_header, recv_message, recv_payload, send_message)
@@ -702,9 +704,10 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             or not _STYLE_SIZES[0] <= style_size <= _STYLE_SIZES[1]):
         raise _RequestError(f"style_size must be an int in {_STYLE_SIZES[0]}..{_STYLE_SIZES[1]}, "
                             f"got {_short(style_size)}")
-    scale = header.get("scale", 1.0)
-    if scale != SCALE_AUTO and not (_finite_number(scale) and 0 < scale <= 1):
-        raise _RequestError(f"scale must be 'auto' or a number in (0, 1], got {_short(scale)}")
+    try:
+        scale = check_scale(header.get("scale", 1.0))
+    except ValueRangeError as exc:
+        raise _RequestError(str(exc)) from None
     model = header.get("model") or os.environ.get("ADAIN_MODEL") or "default"
     if not isinstance(model, str) or "\0" in model:
         raise _RequestError(f"model must be a string, got {_short(model)}")
@@ -723,7 +726,7 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {_short(temporal)}")
         sequence = {"id": sequence_id, "temporal": float(temporal)}
     return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": alpha, "color": color,
-            "tile": tile, "style_size": style_size, "scale": scale if scale == SCALE_AUTO else float(scale), "model": model,
+            "tile": tile, "style_size": style_size, "scale": scale, "model": model,
             "sequence": sequence}
 
 

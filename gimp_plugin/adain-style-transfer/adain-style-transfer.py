@@ -29,6 +29,7 @@ COLOR_MODES = (
     ("style", "Style colours", "Take the colours of the style image"),
     ("preserve", "Preserve colours", "Recolour the style to the layer's colours first"),
     ("luminance", "Luminance only", "Stylise brightness, keep the layer's colours"),
+    ("palette", "Painting's palette", "Give the result the painting's own colours"),
 )
 FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
        "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")
@@ -153,7 +154,7 @@ def stylize_drawable(image, drawable, config):
         client = worker.WorkerClient(python)
         result = client.stylize(bytes(pixels), styles, shape=(height, width, 4), dtype=dtype, alpha=alpha,
                                 color=color, style_size=style_size, tile="auto",
-                                scale="auto" if working_resolution == 0 else working_resolution, progress=_progress)
+                                scale=working_resolution, progress=_progress)
     except worker.WorkerUnavailable as exc:
         raise PluginError(f"the AdaIN engine could not start: {exc}. {FIX}") from None
     except worker.WorkerError as exc:

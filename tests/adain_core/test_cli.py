@@ -74,7 +74,7 @@ def test_scale_keeps_the_size_and_rejects_bad_factors(files, tmp_path: Path, cap
         assert Image.open(out).size == (32, 24)
     code, _, err = run(stylize(files, files["content"], "--style", files["style"], "--scale", "2",
                                "-o", tmp_path / "x.png"), capsys)
-    assert code == 1 and "scale must be 'auto' or a number in (0, 1]" in error_line(err) and "got 2.0" in err
+    assert code == 1 and "scale must be 'auto' (or 0) or a number in (0, 1]" in error_line(err) and "got 2.0" in err
     with pytest.raises(SystemExit):
         main([str(x) for x in stylize(files, files["content"], "--style", files["style"], "--scale", "half",
                                       "-o", tmp_path / "y.png")])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -87,6 +88,32 @@ def test_loss_goes_down_over_30_steps_on_a_fixed_batch(tiny_config):
     losses = [trainer.train_step(content, style)["loss"] for _ in range(30)]
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5, losses
+
+
+def test_palette_training_gives_the_losses_the_paintings_colours(tiny_config, tmp_path):
+    """``palette_recolour`` matches each painting's RGB mean/covariance and passes gradients; a palette run (with the
+    identity losses, which share the decoder pass) trains, writes recoloured samples and records the recipe."""
+    from adain_core.color import color_stats
+    from training.losses import palette_recolour
+
+    gen = torch.Generator().manual_seed(3)
+    out = (0.2 + 0.6 * torch.rand(2, 3, 16, 16, generator=gen)).requires_grad_(True)
+    style = torch.rand(2, 3, 24, 20, generator=gen) ** 2
+    recoloured = palette_recolour(out, style)
+    for got, want in zip(color_stats(recoloured.detach()), color_stats(style)):
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+    recoloured.square().sum().backward()
+    assert out.grad is not None and bool(torch.isfinite(out.grad).all()) and float(out.grad.abs().sum()) > 0
+
+    cfg = dataclasses.replace(tiny_config, steps=2, palette=True, identity_pixel=1.0, identity_feature=0.1,
+                              colour_weight=1.0, sample_every=2)
+    summary = Trainer(cfg).run()
+    assert summary["step"] == 2
+    assert (Path(cfg.out_dir) / "samples" / "step_0000002.png").is_file()
+    state = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)
+    assert state["config"]["palette"] is True
+    records = [json.loads(x) for x in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss"]) for r in records)
 
 
 def _decoder_equal(a: dict, b: dict) -> bool:
@@ -190,10 +217,14 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     random_model = make_random_model(tmp_path / "random.safetensors", seed=1)
     rc = cli.main(["evaluate", "--model", f"ckpt={run / 'checkpoint.pt'}", "--model", str(random_model),
                    "--content", str(eval_c), "--style", str(eval_s), "--size", "40", "--style-size", "40",
-                   "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu"])
+                   "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu", "--color", "style", "palette"])
     assert rc == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["models"]) == {"ckpt", "random", *REFERENCES}
+    assert set(results["models"]) == {"ckpt", "ckpt+palette", "random", "random+palette", *REFERENCES}
+    # the palette mode moves the colours towards each painting's (a random decoder's own colours do not)
+    palette = results["models"]["random+palette"]
+    assert palette["color"] == "palette" and (tmp_path / "eval" / "sheet_random+palette.jpg").is_file()
+    assert palette["means"]["colour_gap"] < results["models"]["random"]["means"]["colour_gap"]
     means = results["models"]["ckpt"]["means"]
     assert len(results["models"]["ckpt"]["pairs"]) == 4
     assert all(k in means for k in METRICS)

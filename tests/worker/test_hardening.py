@@ -199,7 +199,7 @@ def test_memory_budget_is_shared_by_all_connections(assets, tmp_path):
     ({"color": ["style"]}, "color"),
     ({"tile": {"x": 1}}, "tile"),
     ({"style_size": 10 ** 9}, "style_size"),
-    ({"scale": 0}, "scale"),
+    ({"scale": -0.5}, "scale"),
     ({"scale": True}, "scale"),
     ({"scale": "half"}, "scale"),
     ({"scale": float("nan")}, "scale"),

@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="soft mask image for the preceding --style (white = that style; alpha if it has one)")
     s.add_argument("--weights", type=_weights, help="mix weights, one per --style, e.g. 0.7,0.3")
     s.add_argument("--alpha", type=_alpha, default=1.0, help="style strength in [0, 1] (0 = content)")
-    s.add_argument("--color", choices=COLOR_MODES, default="style", help="colour mode")
+    s.add_argument("--color", choices=COLOR_MODES, default=COLOR_MODES[0],
+                   help=f"colour mode (default {COLOR_MODES[0]}: the painting's own colours)")
     s.add_argument("--style-size", type=int, default=512, help="shorter side of style images in px (stroke scale)")
     s.add_argument("--tile", type=_tile, default="auto", help="auto | off | tile size in px")
     s.add_argument("--scale", type=_scale, default=1.0,

@@ -14,11 +14,12 @@ from torch import Tensor
 from .errors import ValueRangeError
 from .vocabulary import COLOR_MODES
 
-__all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "coral_transform", "coral", "match_colors", "match_palettes",
-           "keep_chroma", "recolor_styles", "after_pass", "after_image"]
+__all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
+           "match_colors", "palette_target", "fit_palettes", "apply_palettes", "match_palettes", "keep_chroma", "recolor_styles", "after_pass",
+           "after_image"]
 
-#: A region's target colours: RGB mean (3,), covariance (3, 3) and where it applies ((B|1, 1, h, w) soft weights in
-#: [0, 1] at any size, or ``None`` for everywhere).
+#: A region's target colours: RGB mean (B|1, 3) or (3,), covariance (B|1, 3, 3) or (3, 3), and where it applies
+#: ((B|1, 1, h, w) soft weights in [0, 1] at any size, or ``None`` for everywhere).
 Palette = tuple[Tensor, Tensor, Union[Tensor, None]]
 
 
@@ -68,7 +69,13 @@ def _weighted_stats(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
-def _sqrtm(cov: Tensor, inverse: bool) -> Tensor:
+def sqrtm_spd(cov: Tensor, inverse: bool = False) -> Tensor:
+    """Symmetric square root (or inverse square root) of covariances (..., 3, 3), with a 1e-5 ridge, by
+    eigendecomposition (no stable gradient where eigenvalues meet: forward use).
+
+    Raises:
+        ValueRangeError: NaN/inf or degenerate statistics.
+    """
     if not bool(torch.isfinite(cov).all()):
         raise ValueRangeError("colour covariance contains NaN or infinite values (a degenerate image or card)")
     try:
@@ -93,7 +100,7 @@ def coral_transform(src_mean: Tensor, src_cov: Tensor, dst_mean: Tensor, dst_cov
     Raises:
         ValueRangeError: NaN/inf or degenerate statistics.
     """
-    transform = _sqrtm(dst_cov.double(), False) @ _sqrtm(src_cov.double(), True)
+    transform = sqrtm_spd(dst_cov.double(), False) @ sqrtm_spd(src_cov.double(), True)
     shift = dst_mean.double() - (transform @ src_mean.double()[..., None])[..., 0]
     return transform, shift
 
@@ -115,6 +122,13 @@ def coral(source: Tensor, target_mean: Tensor, target_cov: Tensor) -> Tensor:
     return out.reshape(source.shape).to(source.dtype).clamp(0, 1)
 
 
+def _strided_stats(x: Tensor, max_pixels: int) -> tuple[Tensor, Tensor]:
+    """:func:`color_stats` of (B, 3, H, W) on an evenly strided subset of at most ``max_pixels`` pixels per image."""
+    flat = x.reshape(x.shape[0], 3, -1)
+    step = max(1, flat.shape[2] // max_pixels)
+    return color_stats(flat[:, :, ::step].reshape(x.shape[0], 3, 1, -1))
+
+
 def match_colors(image: Tensor, reference: Tensor, max_pixels: int = 1 << 20) -> Tensor:
     """Give each image the RGB mean and covariance of its reference image (CORAL applied to a result).
 
@@ -128,50 +142,94 @@ def match_colors(image: Tensor, reference: Tensor, max_pixels: int = 1 << 20) ->
         (B, 3, H, W) float32 in [0, 1].
     """
 
-    def stats(x: Tensor) -> tuple[Tensor, Tensor]:
-        flat = x.reshape(x.shape[0], 3, -1)
-        step = max(1, flat.shape[2] // max_pixels)
-        return color_stats(flat[:, :, ::step].reshape(x.shape[0], 3, 1, -1))
-
-    transform, shift = coral_transform(*stats(image), *stats(reference))
+    transform, shift = coral_transform(*_strided_stats(image, max_pixels), *_strided_stats(reference, max_pixels))
     return (torch.einsum("bij,bjhw->bihw", transform.float(), image.float())
             + shift.float()[..., None, None]).clamp(0, 1)
 
 
-def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:
-    """Give each region of a result the RGB mean and covariance of its painting (``palette`` colour mode).
+def palette_target(painting: tuple[Tensor, Tensor], content: Tensor, alpha: float,
+                   max_pixels: int = 1 << 20) -> tuple[Tensor, Tensor]:
+    """The colours the ``palette`` mode gives a result at style strength α: the content's RGB mean and covariance
+    moved α (clamped to [0, 1]) of the way to the painting's, so α = 0 keeps the content's colours.
 
-    Each region's transform is fitted to the result's pixels under the region's weights and applied everywhere;
-    the results are blended by those weights. Where the weights sum to less than 1 the image is kept in part (as
-    the engine keeps the content there); where they sum to more they are normalised.
+    Args:
+        painting: RGB mean (3,) and covariance (3, 3), e.g. :meth:`adain_core.StyleCard.palette`.
+        content: (B, 3, H, W) float in [0, 1].
+        alpha: style strength.
+        max_pixels: as :func:`match_colors`.
+
+    Returns:
+        ``(mean, cov)``: (B, 3) and (B, 3, 3), float64.
+    """
+    a = min(max(float(alpha), 0.0), 1.0)
+    c_mean, c_cov = _strided_stats(content, max_pixels)
+    p_mean, p_cov = (t.double().to(c_mean.device) for t in painting)
+    return a * p_mean + (1 - a) * c_mean, a * p_cov + (1 - a) * c_cov
+
+
+def _region_weights(palettes: Sequence[Palette], size: tuple[int, int], device: torch.device) -> list[Tensor]:
+    """Each region's weights (B|1, 1, H, W) in [0, 1]: its mask resized (bilinear), or ones."""
+    out = []
+    for _, _, mask in palettes:
+        if mask is None:
+            out.append(torch.ones(1, 1, *size, device=device))
+            continue
+        weight = mask.float().to(device).clamp(0, 1)
+        out.append(weight if weight.shape[-2:] == size else
+                   F.interpolate(weight, size=size, mode="bilinear", align_corners=False))
+    return out
+
+
+def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> list[tuple[Tensor, Tensor]]:
+    """The colour statistics of a result under each region's weights, which :func:`apply_palettes` maps to the
+    region's target (fitted separately so that frames can smooth them).
 
     Args:
         image: (B, 3, H, W) float in [0, 1], a stylised result.
-        palettes: one :data:`Palette` per region; masks are resized to (H, W) (bilinear).
+        palettes: one :data:`Palette` per region.
         max_pixels: statistics use an evenly strided subset of at most this many pixels per image.
+
+    Returns:
+        Per region ``(mean, cov)``: (B, 3) and (B, 3, 3), float64.
+    """
+    b = image.shape[0]
+    flat = image.float().reshape(b, 3, -1)
+    step = max(1, flat.shape[2] // max_pixels)
+    return [_weighted_stats(flat[:, :, ::step], weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
+            for weight in _region_weights(palettes, tuple(image.shape[-2:]), image.device)]
+
+
+def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+    """Give each region of a result its target colours (``palette`` colour mode): the affine map taking the region's
+    fitted statistics (:func:`fit_palettes`) to its target, applied to the whole image and blended by the regions'
+    weights. Where the weights sum to less than 1 the image is kept in part (as the engine keeps the content
+    there); where they sum to more they are normalised.
+
+    Args:
+        image: (B, 3, H, W) float in [0, 1].
+        palettes: one :data:`Palette` per region.
+        fits: per region ``(mean, cov)`` as :func:`fit_palettes` returns (possibly smoothed over frames).
 
     Returns:
         (B, 3, H, W) float32 in [0, 1].
     """
-    b, _, h, w = image.shape
-    flat = image.float().reshape(b, 3, -1)
-    step = max(1, flat.shape[2] // max_pixels)
-    blended = torch.zeros(b, 3, h, w, device=image.device)
-    cover = torch.zeros(1, 1, h, w, device=image.device)
-    for mean, cov, mask in palettes:
-        if mask is None:
-            weight = torch.ones(1, 1, h, w, device=image.device)
-        else:
-            weight = mask.float().to(image.device).clamp(0, 1)
-            if weight.shape[-2:] != (h, w):
-                weight = F.interpolate(weight, size=(h, w), mode="bilinear", align_corners=False)
-        i_mean, i_cov = _weighted_stats(flat[:, :, ::step], weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
-        transform, shift = coral_transform(i_mean, i_cov, mean.to(image.device), cov.to(image.device))
+    blended = torch.zeros(image.shape, device=image.device)
+    cover = torch.zeros(1, 1, *image.shape[-2:], device=image.device)
+    weights = _region_weights(palettes, tuple(image.shape[-2:]), image.device)
+    for (mean, cov, _), (i_mean, i_cov), weight in zip(palettes, fits, weights):
+        transform, shift = coral_transform(i_mean.to(image.device), i_cov.to(image.device), mean.to(image.device),
+                                           cov.to(image.device))
         recoloured = torch.einsum("bij,bjhw->bihw", transform.float(), image.float()) + shift.float()[..., None, None]
         blended = blended + weight * recoloured
         cover = cover + weight
     keep = (1 - cover).clamp_min(0)
     return (blended / cover.clamp_min(1) + keep * image.float()).clamp(0, 1)
+
+
+def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:
+    """:func:`apply_palettes` with the statistics of ``image`` itself (:func:`fit_palettes`): each region of a
+    result given its painting's RGB mean and covariance. (B, 3, H, W) float in [0, 1] → float32 in [0, 1]."""
+    return apply_palettes(image, palettes, fit_palettes(image, palettes, max_pixels))
 
 
 def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
@@ -219,12 +277,8 @@ def after_pass(mode: str, out: Tensor, content: Tensor) -> Tensor:
     return keep_chroma(out, content) if mode == "luminance" else out
 
 
-def after_image(mode: str, out: Tensor, content: Tensor, palettes: Sequence[Palette] = ()) -> Tensor:
+def after_image(mode: str, out: Tensor, content: Tensor) -> Tensor:
     """After the whole image is assembled: ``preserve`` gives the result the content's RGB mean and covariance
-    (the decoder can still shift colours after the style was recoloured); ``palette`` gives each region the RGB
-    mean and covariance of its painting (``palettes``, see :func:`match_palettes`). (B, 3, H, W) in [0, 1]."""
-    if mode == "preserve":
-        return match_colors(out, content)
-    if mode == "palette":
-        return match_palettes(out, palettes)
-    return out
+    (the decoder can still shift colours after the style was recoloured). (B, 3, H, W) in [0, 1]. (``palette`` is
+    applied by the engine with :func:`fit_palettes` / :func:`apply_palettes`, whose statistics frames smooth.)"""
+    return match_colors(out, content) if mode == "preserve" else out

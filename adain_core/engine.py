@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .adain import Stats, StreamingStats, adain_target, calc_mean_std, style_transfer
 from .cards import StyleCard
-from .color import Palette, after_image, after_pass, recolor_styles
+from .color import Palette, after_image, after_pass, apply_palettes, fit_palettes, palette_target, recolor_styles
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
@@ -37,13 +37,17 @@ MAX_STYLE_SIDE = 8192
 StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
 Progress = Callable[[int, int], None]
 CancelHook = Callable[[], bool]
+Smoother = Callable[[Stats, str], Stats]  # (measured statistics, kind "stats" | "colour") → those to use
 
 
 @dataclass(frozen=True)
 class FrameState:
-    """The running content statistics of a frame sequence (see :meth:`Engine.stylize_frame`); opaque to callers."""
+    """The running statistics of a frame sequence (see :meth:`Engine.stylize_frame`); opaque to callers: the content
+    statistics used per region, and in the ``palette`` colour mode the result's colour statistics the recolouring was
+    fitted to (per region RGB mean (B, 3) and covariance (B, 3, 3)), both smoothed across frames."""
 
     stats: Stats
+    colour: Stats = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ class Engine:
         """
         opts = StylizeOptions.of(options, **fields)
         batch = to_batch(content)
-        out, _ = self._run(batch.pixels, style, opts, None, progress, cancel)
+        out, _, _ = self._run(batch.pixels, style, opts, None, progress, cancel)
         return batch.restore(out)
 
     def stylize_frames(self, frames: Iterable[ImageLike], style: StyleSpec, options: StylizeOptions | None = None,
@@ -303,9 +307,8 @@ class Engine:
                        temporal: float, options: StylizeOptions, progress: Progress | None,
                        cancel: CancelHook | None) -> tuple[object, FrameState]:
         batch = to_batch(content, what)
-        out, stats = self._run(batch.pixels, style, options, lambda st: _smooth(state, st, temporal), progress,
-                               cancel)
-        return batch.restore(out), FrameState(stats)
+        out, stats, colour = self._run(batch.pixels, style, options, _smoother(state, temporal), progress, cancel)
+        return batch.restore(out), FrameState(stats, colour)
 
     def _stylize_group(self, group: list[Batch], first: int, style: StyleSpec, state: FrameState | None,
                        temporal: float, options: StylizeOptions,
@@ -313,48 +316,58 @@ class Engine:
         """Frames ``first …`` (each a single image, all one size) in one pass; the smoothing runs frame by frame.
         A group of one frame may be a batch of images (smoothed as one, like :meth:`stylize_frame`)."""
         if len(group) == 1:
-            out, stats = self._run(group[0].pixels, style, options, lambda st: _smooth(state, st, temporal), None,
-                                   cancel)
-            return [group[0].restore(out)], FrameState(stats)
-        used: list[Stats] = []
+            out, stats, colour = self._run(group[0].pixels, style, options, _smoother(state, temporal), None, cancel)
+            return [group[0].restore(out)], FrameState(stats, colour)
+        used: dict[str, list[Stats]] = {"stats": [], "colour": []}
 
-        def smooth(stats: Stats) -> Stats:
-            prev = state
+        def smooth(stats: Stats, kind: str) -> Stats:
+            prev = None if state is None else getattr(state, kind)
             for i in range(len(group)):
-                one = _smooth(prev, [(m[i:i + 1], s[i:i + 1]) for m, s in stats], temporal)
-                used.append(one)
-                prev = FrameState(one)
-            return [(torch.cat([u[r][0] for u in used]), torch.cat([u[r][1] for u in used]))
+                prev = _smooth(prev, [(m[i:i + 1], s[i:i + 1]) for m, s in stats], temporal)
+                used[kind].append(prev)
+            return [(torch.cat([u[r][0] for u in used[kind]]), torch.cat([u[r][1] for u in used[kind]]))
                     for r in range(len(stats))]
 
         pixels = torch.cat([to_device(b.pixels, self.device) for b in group])
-        out, _ = self._run(pixels, style, options, smooth, None, cancel)
-        return [b.restore(out[i:i + 1]) for i, b in enumerate(group)], FrameState(used[-1])
+        out, _, _ = self._run(pixels, style, options, smooth, None, cancel)
+        last = FrameState(used["stats"][-1], used["colour"][-1] if used["colour"] else ())
+        return [b.restore(out[i:i + 1]) for i, b in enumerate(group)], last
 
     # -- internals ------------------------------------------------------------------------------------------
-    def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Callable[[Stats], Stats] | None,
-             progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, Stats]:
-        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used.
+    def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Smoother | None,
+             progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, Stats, Stats]:
+        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, the content statistics used, and (palette
+        mode) the colour statistics the recolouring was fitted to.
 
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
         :func:`guided_upsample`; the colour mode is applied again at full size (content chroma / colours exact).
+        ``smooth(stats, kind)``, for frames: the statistics to use given those measured, ``kind`` ``"stats"``
+        (content, before decoding) or ``"colour"`` (the result's, before the palette recolouring).
         """
         regions = _regions(style)
-        palettes = _palettes(regions) if options.color == "palette" else []
         h, w = pixels.shape[-2:]
         size = working_size(h, w, options.scale)
+        content_smooth = None if smooth is None else (lambda st: smooth(st, "stats"))
         if size == (h, w):
-            return self._run_full(pixels, regions, options, palettes, smooth, progress, cancel)
-        small = downscale(pixels, size)
-        out, stats = self._run_full(small, regions, options, palettes, smooth, progress, cancel)
-        full = pixels.cpu().float()
-        out = guided_upsample(out, full, guide_low=small.cpu())
-        return after_image(options.color, after_pass(options.color, out, full), full, palettes), stats
+            out, stats = self._run_full(pixels, regions, options, content_smooth, progress, cancel)
+        else:
+            small = downscale(pixels, size)
+            out, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
+            full = pixels.cpu().float()
+            out = guided_upsample(out, full, guide_low=small.cpu())
+            out = after_image(options.color, after_pass(options.color, out, full), full)
+        if options.color != "palette":
+            return out, stats, ()
+        palettes = _palettes(regions, pixels, options.alpha)
+        fits = fit_palettes(out, palettes)
+        if smooth is not None:
+            fits = smooth(fits, "colour")
+        return apply_palettes(out, palettes, fits), stats, fits
 
     def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
-                  palettes: list[Palette], smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
+                  smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
                   cancel: CancelHook | None) -> tuple[Tensor, Stats]:
-        """:meth:`_run` at the pixels' own size."""
+        """:meth:`_run` at the pixels' own size, before the palette recolouring."""
         job = self._prepare(pixels, regions, options)
         h, w = job.size
         color = options.color
@@ -369,7 +382,7 @@ class Engine:
             if smooth is not None:
                 stats = smooth(stats)
             out = self._render_tiles(job, stats, progress, cancel)[:, :, :h, :w].clamp(0, 1)
-        return after_image(color, out, pixels.cpu(), palettes), stats
+        return after_image(color, out, pixels.cpu()), stats
 
     def _prepare(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]],
                  options: StylizeOptions) -> _Job:
@@ -451,10 +464,11 @@ def _regions(style: StyleSpec) -> list[tuple[StyleCard, MaskLike | None]]:
     return regions
 
 
-def _palettes(regions: list[tuple[StyleCard, MaskLike | None]]) -> list[Palette]:
-    """The ``palette`` colour mode's targets: each region's painting colours and its mask as given (any size)."""
-    return [(*card.palette(), None if mask is None else mask_to_tensor(mask, f"mask {i + 1}"))
-            for i, (card, mask) in enumerate(regions)]
+def _palettes(regions: list[tuple[StyleCard, MaskLike | None]], pixels: Tensor, alpha: float) -> list[Palette]:
+    """The ``palette`` colour mode's targets: each region's painting colours at strength ``alpha`` for the content
+    ``pixels`` (B, 3, H, W), and the region's mask as given (any size)."""
+    return [(*palette_target(card.palette(), pixels, alpha),
+             None if mask is None else mask_to_tensor(mask, f"mask {i + 1}")) for i, (card, mask) in enumerate(regions)]
 
 
 def _check_cancel(cancel: CancelHook | None) -> None:
@@ -471,12 +485,17 @@ def _same_shape(a: Stats, b: Stats) -> bool:
     return len(a) == len(b) and all(x[0].shape == y[0].shape for x, y in zip(a, b))
 
 
-def _smooth(state: FrameState | None, stats: Stats, temporal: float) -> Stats:
+def _smooth(previous: Stats | None, stats: Stats, temporal: float) -> Stats:
     """One frame's statistics to use: ``S·previous + (1−S)·measured`` (the measured ones at the start or a cut)."""
-    if state is None or temporal <= 0 or not _same_shape(state.stats, stats):
+    if previous is None or temporal <= 0 or not _same_shape(previous, stats):
         return stats
     return [(temporal * pm.to(m.device) + (1 - temporal) * m, temporal * ps.to(s.device) + (1 - temporal) * s)
-            for (pm, ps), (m, s) in zip(state.stats, stats)]
+            for (pm, ps), (m, s) in zip(previous, stats)]
+
+
+def _smoother(state: FrameState | None, temporal: float) -> Smoother:
+    """The smoothing hook of :meth:`Engine._run` for one frame (or a batch smoothed as one) after ``state``."""
+    return lambda stats, kind: _smooth(None if state is None else getattr(state, kind), stats, temporal)
 
 
 def _same_size_runs(frames: Iterable[ImageLike], batch: int | str,

@@ -4,7 +4,6 @@ object that the engine, the CLI, the worker and the adapters pass along instead 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +45,7 @@ class StylizeOptions:
     """
 
     alpha: float = 1.0
-    color: str = "style"
+    color: str = COLOR_MODES[0]
     tile: str | int = "auto"
     max_memory: str | int | None = None
     style_size: int | None = 512

@@ -6,10 +6,10 @@ from __future__ import annotations
 __all__ = ["COLOR_MODES", "PRECISIONS", "TILE_MODES", "SCALE_AUTO", "CARD_SUFFIX", "WEIGHTS_SUFFIX", "MODEL_SUFFIXES",
            "is_card_path"]
 
-#: Where the result's colours come from: the style's, as the decoder renders them; the content's (style recoloured
-#: to them before encoding); the content's chroma with stylised luminance; or the painting's own palette (its RGB
-#: mean and covariance given to the result). The first is the default.
-COLOR_MODES = ("style", "preserve", "luminance", "palette")
+#: Where the result's colours come from: the painting's own palette (its RGB mean and covariance given to the
+#: result); the style's as the decoder renders them; the content's (style recoloured to them before encoding); or the
+#: content's chroma with stylised luminance. The first is the default.
+COLOR_MODES = ("palette", "style", "preserve", "luminance")
 #: Network precisions; ``auto`` picks fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Tiling besides a core tile size in px: ``auto`` tiles only when one pass does not fit the memory budget.

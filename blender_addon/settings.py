@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import bpy
 
+# Mirrors adain_core.vocabulary.COLOR_MODES (tests/test_vocabulary.py pins the two): (mode, label, tooltip), the
+# engine's default first.
 COLOR_MODES = (
-    ("style", "Style colours", "Take the colours of the style image"),
+    ("palette", "Painting's palette", "Give the result the colours of the style painting itself"),
+    ("style", "Network colours", "The colours as the network renders the style (often warmer than the painting)"),
     ("preserve", "Keep colours", "Keep the colours of the content; take the style's textures"),
     ("luminance", "Luminance only", "Stylise the brightness only; keep the content's chroma"),
-    ("palette", "Painting's palette", "Give the result the colours of the style painting itself"),
 )
 
 
@@ -43,7 +45,7 @@ class AdaINSettings(bpy.types.PropertyGroup):
         name="Strength (α)", min=0.0, max=1.0, default=1.0, subtype="FACTOR",
         description="0 keeps the content, 1 is fully stylised (blended in feature space)",
     )
-    color: bpy.props.EnumProperty(name="Colour", items=COLOR_MODES, default="style")
+    color: bpy.props.EnumProperty(name="Colour", items=COLOR_MODES, default=COLOR_MODES[0][0])
     style_size: bpy.props.IntProperty(
         name="Style Size", min=64, soft_max=2048, default=512, subtype="PIXEL",
         description="The style image is resized so its shorter side has this many pixels before encoding; "

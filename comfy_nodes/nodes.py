@@ -360,7 +360,7 @@ class AdaINStylize(io.ComfyNode):
                 io.Combo.Input(
                     "color",
                     options=list(COLOR_MODES),
-                    default="style",
+                    default=COLOR_MODES[0],
                     tooltip="style = take the style's colours; preserve = keep the content's colours (statistics "
                     "matched in RGB); luminance = transfer only brightness, keep the content's hue; palette = give "
                     "the result the painting's own colours (RGB mean and covariance, per mask region).",

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adain_core.adain import calc_mean_std
-from adain_core.color import color_stats, coral_transform
+from adain_core.color import color_stats, sqrtm_spd
 from adain_core.networks import TAPS
 
 __all__ = ["LossWeights", "content_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
@@ -141,8 +141,11 @@ def palette_recolour(out: Tensor, style: Tensor) -> Tensor:
     """The engine's ``palette`` colour mode as a training step: each output given its painting's RGB mean and
     covariance, so the losses see what the engine shows in that mode.
 
-    The affine colour map is fitted without gradient and applied with it: the decoder learns what survives the
-    recolouring, and is not pushed to make the map itself ill-conditioned.
+    The gradient flows through the output's own statistics too (as batch normalisation's must: a map fitted
+    without gradient and applied with it lets training drift, measured here as a style loss rising from 1.4 to 4-5
+    in 200 steps). The output's inverse square root is taken by Newton–Schulz iterations, whose gradient stays
+    stable where an eigendecomposition's (1/(λᵢ−λⱼ)) does not; the forward value equals the engine's
+    :func:`adain_core.color.coral_transform` to about 1e-4.
 
     Args:
         out: (B, 3, H, W) float, decoded images (not clamped).
@@ -151,6 +154,23 @@ def palette_recolour(out: Tensor, style: Tensor) -> Tensor:
     Returns:
         (B, 3, H, W) float32 (not clamped).
     """
+    o_mean, o_cov = color_stats(out.float())  # float64, with gradient
     with torch.no_grad():
-        transform, shift = coral_transform(*color_stats(out.float()), *color_stats(style.float()))
+        s_mean, s_cov = color_stats(style.float())
+        s_root = sqrtm_spd(s_cov)
+    transform = s_root @ _inverse_sqrt_newton_schulz(o_cov)
+    shift = s_mean - (transform @ o_mean[..., None])[..., 0]
     return torch.einsum("bij,bjhw->bihw", transform.float(), out.float()) + shift.float()[..., None, None]
+
+
+def _inverse_sqrt_newton_schulz(cov: Tensor, iterations: int = 30) -> Tensor:
+    """(B, 3, 3) covariance (+ the engine's 1e-5 ridge) → its inverse symmetric square root by coupled Newton–Schulz
+    iterations on the Frobenius-normalised matrix (converges for condition numbers up to ~1e4 in 30 steps)."""
+    eye = torch.eye(3, dtype=cov.dtype, device=cov.device).expand_as(cov)
+    a = cov + 1e-5 * eye
+    norm = a.flatten(1).norm(dim=1)[:, None, None]
+    y, z = a / norm, eye
+    for _ in range(iterations):
+        t = 0.5 * (3 * eye - z @ y)
+        y, z = y @ t, t @ z
+    return z / norm.sqrt()

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adain_core.adain import calc_mean_std, style_transfer
+from adain_core.color import color_stats, match_palettes
 from adain_core.networks import build_encoder, pad_to_multiple
 from adain_core.store import ENCODERS
 
@@ -36,7 +37,7 @@ __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "
 # The sprint's default recipe (the best measured on the CPU, see docs/TRAINING_LOG.md); every value is an option.
 SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 10.0, "identity_pixel": 0.0,
-    "identity_feature": 0.0, "identity_fraction": 0.25, "colour_weight": 50.0, "min_scale": 0.6,
+    "identity_feature": 0.0, "identity_fraction": 0.25, "colour_weight": 50.0, "min_scale": 0.6, "palette": 0.0,
 }
 
 
@@ -70,9 +71,11 @@ def random_crops(images: Tensor, batch: int, size: int, generator: torch.Generat
 
 @torch.no_grad()
 def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents: list[Tensor], styles: list[Tensor],
-                    device: torch.device, amp_dtype: torch.dtype | None) -> tuple[list[list[Tensor]], list[float]]:
+                    device: torch.device, amp_dtype: torch.dtype | None,
+                    palette: bool = False) -> tuple[list[list[Tensor]], list[float]]:
     """Stylise every content × style pair at α = 1 with the engine's one-pass method
-    (:func:`adain_core.adain.style_transfer`; inputs padded to a multiple of 8, outputs cropped and clamped) and
+    (:func:`adain_core.adain.style_transfer`; inputs padded to a multiple of 8, outputs cropped and clamped; with
+    ``palette``, then given the painting's RGB mean and covariance as the engine's palette colour mode does) and
     decode each photo from its own features.
 
     Args:
@@ -93,10 +96,12 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents
         return out[..., :hw[0], :hw[1]].clamp(0, 1).cpu()
 
     style_stats = [calc_mean_std(encode(pad_to_multiple(s.to(device))[0])) for s in styles]
+    palettes = [[(*color_stats(s.cpu()), None)] for s in styles]
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device))
-        outputs.append([finish(style_transfer(encode, decode, padded, [stats])[0], hw) for stats in style_stats])
+        row = [finish(style_transfer(encode, decode, padded, [stats])[0], hw) for stats in style_stats]
+        outputs.append([match_palettes(o, p) for o, p in zip(row, palettes)] if palette else row)
         recon.append(finish(decode(encode(padded)), hw))
     return outputs, recon
 
@@ -162,6 +167,8 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"share of the batch used for identity losses (default {r['identity_fraction']})")
     p.add_argument("--colour-weight", type=float, default=r["colour_weight"],
                    help=f"RGB sliced Wasserstein weight (default {r['colour_weight']})")
+    p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
+                   help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder (costs compile time)")
     p.add_argument("--snapshot-seconds", type=float, default=60.0, help="rewrite the decoder this often (default 60)")
@@ -200,7 +207,8 @@ def run_sprint(args: argparse.Namespace) -> int:
     cfg = TrainConfig(content_dirs=[], style_dirs=[], out_dir=str(out), encoder_id=encoder_id, crop=args.size,
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
-                      colour_weight=args.colour_weight, batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
+                      colour_weight=args.colour_weight, palette=bool(args.palette), batch_size=args.batch, lr=args.lr,
+                      lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
     init = _init_path(args.init)
@@ -290,7 +298,7 @@ def run_sprint(args: argparse.Namespace) -> int:
         evalset = EvalSet(pack.eval_names[0], pack.eval_names[1], [resized(x) for x in pack.eval_content],
                           [resized(x) for x in pack.eval_style])
         outputs, recon = decoder_outputs(trainer.encoder, trainer.decoder, evalset.contents, evalset.styles, dev,
-                                         trainer.amp_dtype)
+                                         trainer.amp_dtype, palette=bool(args.palette))
 
         def enc_features(x: Tensor, taps: tuple[str, ...]) -> dict[str, Tensor]:
             return trainer.encoder(x.to(dev, memory_format=torch.channels_last), taps)

@@ -267,7 +267,7 @@ class WorkerClient:
 
     def stylize(self, image: Any, styles: str | os.PathLike[str] | Iterable[Any], *,
                 shape: Sequence[int] | None = None, dtype: str | None = None, alpha: float = 1.0,
-                color: str = "style", style_size: int = 512, tile: str | int = "auto", scale: float | str = 1.0,
+                color: str | None = None, style_size: int = 512, tile: str | int = "auto", scale: float | str = 1.0,
                 model: str | None = None, mask: Any = None, mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
                 sequence: tuple[str, float] | None = None) -> StylizeResult:
@@ -278,7 +278,9 @@ class WorkerClient:
                 ``shape`` and ``dtype``. Alpha passes through unchanged.
             styles: a style path (image file or ``.adainstyle.safetensors`` card), or a list of paths or
                 ``(path, weight)`` pairs mixed with those weights.
-            alpha, color, style_size, tile: as :meth:`adain_core.Engine.stylize` / ``encode_style``.
+            alpha, color, style_size, tile: as :meth:`adain_core.Engine.stylize` / ``encode_style``; ``color=None``
+                is the engine's default colour mode. ``"palette"`` needs a worker announcing the ``"palette"``
+                feature (an older one is replaced once).
             scale: working resolution, a factor in (0, 1] or ``"auto"`` (see ``adain_core.StylizeOptions``); other
                 than 1 it needs a worker announcing the ``"scale"`` feature (an older one is replaced once).
             model: model name or path (default ``$ADAIN_MODEL``, the config file's ``"model"``, else ``"default"``).
@@ -311,18 +313,21 @@ class WorkerClient:
             model = os.path.abspath(model)
         header: dict[str, Any] = {
             "op": "stylize", "protocol": PROTOCOL_VERSION, "model": model, "styles": style_list,
-            "alpha": float(alpha), "color": color, "style_size": int(style_size), "tile": tile,
+            "alpha": float(alpha), "style_size": int(style_size), "tile": tile,
             "image": {"shape": list(shape), "dtype": dtype},
         }
+        features: tuple[str, ...] = ()
+        if color is not None:
+            header["color"] = color
+            features = ("palette",) if color == "palette" else ()
         payload: list[memoryview] = [view]
         if mask is not None:
             mask_view, mask_shape, mask_dtype = _buffer_of(mask, mask_shape, mask_dtype, "mask")
             header["mask"] = {"shape": list(mask_shape), "dtype": mask_dtype}
             payload.append(mask_view)
-        features: tuple[str, ...] = ()
         if scale != 1.0:
             header["scale"] = scale if isinstance(scale, str) else float(scale)
-            features = ("scale",)
+            features = (*features, "scale")
         if sequence is not None:
             sequence_id, temporal = sequence
             header["sequence"] = {"id": str(sequence_id), "temporal": float(temporal)}

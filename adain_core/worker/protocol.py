@@ -12,7 +12,6 @@ import socket
 import stat
 import struct
 import sys
-import time
 from pathlib import Path
 from typing import Any
 

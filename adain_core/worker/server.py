@@ -59,7 +59,7 @@ MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
 #: optional protocol features this worker understands, announced in its hello (clients needing one replace an older
 #: worker that lacks it).
-FEATURES = ("sequence", "scale")
+FEATURES = ("sequence", "scale", "palette")
 
 
 class _RequestError(Exception):
@@ -693,7 +693,7 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
     total = sum(s["weight"] for s in parsed_styles)
     if not 0 < total < math.inf:
         raise _RequestError(f"style weights must sum to a positive finite number, got {total}")
-    color = header.get("color", "style")
+    color = header.get("color", COLOR_MODES[0])
     if not isinstance(color, str) or color not in COLOR_MODES:
         raise _RequestError(f"color must be one of {list(COLOR_MODES)}, got {_short(color)}")
     tile = header.get("tile", "auto")

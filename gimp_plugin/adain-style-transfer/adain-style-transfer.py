@@ -26,10 +26,10 @@ TITLE = "Style Transfer (AdaIN)"
 # Mirrors adain_core.vocabulary.COLOR_MODES, which GIMP's Python cannot import (tests/test_vocabulary.py pins the
 # two): (mode, label, tooltip), the engine's default first.
 COLOR_MODES = (
-    ("style", "Style colours", "Take the colours of the style image"),
+    ("palette", "Painting's palette", "Give the result the painting's own colours"),
+    ("style", "Network colours", "The colours as the network renders the style (often warmer than the painting)"),
     ("preserve", "Preserve colours", "Recolour the style to the layer's colours first"),
     ("luminance", "Luminance only", "Stylise brightness, keep the layer's colours"),
-    ("palette", "Painting's palette", "Give the result the painting's own colours"),
 )
 FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
        "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")

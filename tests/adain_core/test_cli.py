@@ -282,7 +282,7 @@ def test_help_shows_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for option, default in [("--alpha", "1.0"), ("--color", "style"), ("--style-size", "512"), ("--tile", "auto"),
+    for option, default in [("--alpha", "1.0"), ("--color", "palette"), ("--style-size", "512"), ("--tile", "auto"),
                             ("--scale", "1.0"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
                             ("--precision", "auto")]:
         assert option in text and f"(default: {default})" in text, option

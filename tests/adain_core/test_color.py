@@ -134,7 +134,7 @@ def test_match_palettes_regions_and_uncovered_pixels() -> None:
 def test_palette_mode_gives_the_paintings_colours(random_engine, card_a, card_b, make_image) -> None:
     """Through the engine (random weights): the result's mean colour is the card's within 0.04 per channel (the clamp
     to [0, 1] is the only loss), far closer than in style mode; masks give each region its card's palette; tiles and
-    a working resolution keep it; a stripped card is refused naming the mode."""
+    a working resolution keep it; at α = 0 the content's colours; a stripped card is refused naming the mode."""
     import dataclasses
 
     content = make_image(48, 64, seed=6)
@@ -150,5 +150,9 @@ def test_palette_mode_gives_the_paintings_colours(random_engine, card_a, card_b,
     out, _ = pil_to_tensor(random_engine.stylize(content, [(card_a, mask), (card_b, 1 - mask)], color="palette"))
     for half, card in ((out[..., :, 4:28], card_a), (out[..., :, 36:60], card_b)):
         assert float((half.double().mean(dim=(0, 2, 3)) - card.palette()[0]).abs().max()) < 0.06
+    # α moves the target from the content's colours (α = 0) to the painting's (α = 1); palette is the default mode
+    photo, _ = pil_to_tensor(content)
+    out, _ = pil_to_tensor(random_engine.stylize(content, card_a, alpha=0.0))
+    assert float((out.double().mean(dim=(0, 2, 3)) - photo.double().mean(dim=(0, 2, 3))).abs().max()) < 0.04
     with pytest.raises(CardError, match="palette"):
         random_engine.stylize(content, dataclasses.replace(card_a, pixels=[]), color="palette")

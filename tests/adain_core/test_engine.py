@@ -35,7 +35,7 @@ def test_large_odd_size_bf16(random_model_path, card_a) -> None:
 
 def test_alpha_zero_equals_decoding_the_content_features(random_engine, card_a, make_image) -> None:
     x, _ = pil_to_tensor(make_image(32, 40, seed=1))
-    out0 = random_engine.stylize(x, card_a, alpha=0.0)
+    out0 = random_engine.stylize(x, card_a, alpha=0.0, color="style")
     recon = random_engine.decode(random_engine.encode(x)).clamp(0, 1)
     torch.testing.assert_close(out0, recon, atol=1e-5, rtol=0)
     # α changes the result monotonically away from the reconstruction; α > 1 extrapolates (API only).
@@ -123,13 +123,14 @@ def test_hard_half_masks_match_each_style_alone(random_engine, mask_content, far
 def test_region_without_style_keeps_the_content(random_engine, mask_content, far_cards) -> None:
     a, _ = far_cards
     m = _half_mask()
-    out = random_engine.stylize(mask_content, [(a, m)])
-    kept = random_engine.stylize(mask_content, a, alpha=0.0)
+    out = random_engine.stylize(mask_content, [(a, m)], color="style")  # the network path (palette: test_color.py)
+    kept = random_engine.stylize(mask_content, a, alpha=0.0, color="style")
     right = slice(W // 2 + 64, W)
     torch.testing.assert_close(out[..., right], kept[..., right], atol=1e-5, rtol=0)
     # A soft mask of 0.5 everywhere is α = 0.5 everywhere.
-    half = random_engine.stylize(mask_content, [(a, torch.full((H, W), 0.5))])
-    torch.testing.assert_close(half, random_engine.stylize(mask_content, a, alpha=0.5), atol=1e-5, rtol=0)
+    half = random_engine.stylize(mask_content, [(a, torch.full((H, W), 0.5))], color="style")
+    torch.testing.assert_close(half, random_engine.stylize(mask_content, a, alpha=0.5, color="style"), atol=1e-5,
+                               rtol=0)
 
 
 def test_mask_forms_are_equivalent(random_engine, mask_content, far_cards, tmp_path) -> None:

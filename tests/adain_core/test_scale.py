@@ -42,9 +42,10 @@ def test_output_has_the_input_size(random_engine, card_a, content, make_image, s
 
 
 def test_half_scale_is_the_downscaled_stylisation_upsampled(random_engine, card_a, content) -> None:
-    small = downscale(content, working_size(96, 128, 0.5))
-    expected = guided_upsample(random_engine.stylize(small, card_a), content, guide_low=small)
-    torch.testing.assert_close(random_engine.stylize(content, card_a, scale=0.5), expected, atol=1e-6, rtol=0)
+    small = downscale(content, working_size(96, 128, 0.5))  # the network path (palette mode: test_color.py)
+    expected = guided_upsample(random_engine.stylize(small, card_a, color="style"), content, guide_low=small)
+    torch.testing.assert_close(random_engine.stylize(content, card_a, scale=0.5, color="style"), expected, atol=1e-6,
+                               rtol=0)
 
 
 def test_tiles_at_the_working_resolution(random_engine, card_a, content) -> None:
@@ -59,11 +60,11 @@ def test_masks(random_engine, card_a, card_b, content) -> None:
     left = torch.zeros(1, 1, 96, 128)
     left[..., :64] = 1
     small = downscale(content, working_size(96, 128, 0.5))
-    mixed = random_engine.stylize(content, [(card_a, left), (card_b, 1 - left)], scale=0.5)
-    expected = random_engine.stylize(small, [(card_a, left), (card_b, 1 - left)])
+    mixed = random_engine.stylize(content, [(card_a, left), (card_b, 1 - left)], scale=0.5, color="style")
+    expected = random_engine.stylize(small, [(card_a, left), (card_b, 1 - left)], color="style")
     torch.testing.assert_close(mixed, guided_upsample(expected, content, guide_low=small), atol=1e-6, rtol=0)
-    kept = random_engine.stylize(content, [(card_a, left)], scale=0.5)
-    reconstructed = random_engine.stylize(content, card_a, alpha=0.0, scale=0.5)
+    kept = random_engine.stylize(content, [(card_a, left)], scale=0.5, color="style")
+    reconstructed = random_engine.stylize(content, card_a, alpha=0.0, scale=0.5, color="style")
     # (Near the boundary within the receptive field, which covers twice the full-size pixels at F = 0.5.)
     torch.testing.assert_close(kept[..., 112:], reconstructed[..., 112:], atol=0.02, rtol=0)
 

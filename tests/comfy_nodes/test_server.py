@@ -140,7 +140,8 @@ def test_model_choices(object_info):
 
 def test_stylize_combos(object_info):
     req = object_info["AdaINStylize"]["input"]["required"]
-    assert req["color"][1]["options"] == ["style", "preserve", "luminance"]
+    assert req["color"][1]["options"] == ["palette", "style", "preserve", "luminance"]
+    assert req["color"][1]["default"] == "palette"
     assert req["tile"][1]["options"][:2] == ["auto", "off"]
     assert req["alpha"][1]["min"] == 0.0 and req["alpha"][1]["max"] == 1.0
 

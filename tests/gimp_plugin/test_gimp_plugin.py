@@ -116,8 +116,7 @@ def engine_output(session):
     card = engine.encode_style(str(work / "style_a.png"), size=STYLE_SIZE)
 
     def stylize(rgba: np.ndarray, scale: float = 1.0) -> np.ndarray:
-        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, color="style", tile="auto",
-                             scale=scale)
+        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, tile="auto", scale=scale)
         rgb = np.rint(np.clip(np.asarray(out, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
         return np.concatenate([rgb, rgba[..., 3:]], axis=2)
 
@@ -144,7 +143,7 @@ def test_registered_with_menu_path_and_arguments(session):
     defaults = {a["name"]: a.get("default") for a in result["args"]}
     assert defaults["use-selection"] is True
     assert defaults["output"] == "new-layer"
-    assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "style"
+    assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "palette"
     assert defaults["working-resolution"] == 1.0
 
 

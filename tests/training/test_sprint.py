@@ -87,7 +87,7 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     proc = subprocess.run(
         [sys.executable, "-m", "training.cli", "sprint", str(pack), "--out", str(out), "--device", "cpu",
          "--max-steps", "3", "--batch", "2", "--size", "32", "--eval-size", "32", "--precision", "fp32",
-         "--log-seconds", "0", "--snapshot-seconds", "0"],
+         "--log-seconds", "0", "--snapshot-seconds", "0", "--palette", "1"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "images/s" in proc.stdout and "colour transfer (reference)" in proc.stdout

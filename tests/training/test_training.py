@@ -93,7 +93,7 @@ def test_loss_goes_down_over_30_steps_on_a_fixed_batch(tiny_config):
 def test_palette_training_gives_the_losses_the_paintings_colours(tiny_config, tmp_path):
     """``palette_recolour`` matches each painting's RGB mean/covariance and passes gradients; a palette run (with the
     identity losses, which share the decoder pass) trains, writes recoloured samples and records the recipe."""
-    from adain_core.color import color_stats
+    from adain_core.color import color_stats, coral_transform
     from training.losses import palette_recolour
 
     gen = torch.Generator().manual_seed(3)
@@ -102,6 +102,10 @@ def test_palette_training_gives_the_losses_the_paintings_colours(tiny_config, tm
     recoloured = palette_recolour(out, style)
     for got, want in zip(color_stats(recoloured.detach()), color_stats(style)):
         torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+    # the same map as the engine's palette mode (Newton–Schulz here, an eigendecomposition there)
+    transform, shift = coral_transform(*color_stats(out.detach()), *color_stats(style))
+    engine_way = torch.einsum("bij,bjhw->bihw", transform.float(), out.detach()) + shift.float()[..., None, None]
+    torch.testing.assert_close(recoloured.detach(), engine_way, atol=1e-4, rtol=0)
     recoloured.square().sum().backward()
     assert out.grad is not None and bool(torch.isfinite(out.grad).all()) and float(out.grad.abs().sum()) > 0
 

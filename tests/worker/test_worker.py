@@ -62,7 +62,8 @@ def reference(assets):
     def stylize(rgb_float: np.ndarray, style: str = "style_a", scale: float | str = 1.0) -> np.ndarray:
         if style not in cards:
             cards[style] = engine.encode_style(assets[style], size=STYLE_SIZE)
-        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, color="style", scale=scale),
+        # the engine's default colour mode: the worker's too when a request names none
+        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, scale=scale),
                                   dtype=np.float32), 0, 1)
 
     return stylize
@@ -110,6 +111,9 @@ def test_style_card_cache_key_is_file_and_size(warm, assets):
     _run(warm, assets, assets["content"])
     assert _run(warm, assets, assets["content"], style_size=96).cache["styles"] == [False]
     assert _run(warm, assets, assets["content"], color="luminance").cache["styles"] == [True]
+    # naming the default colour mode (which needs the worker's "palette" feature) changes nothing
+    default = _run(warm, assets, assets["content"]).array()
+    np.testing.assert_array_equal(_run(warm, assets, assets["content"], color="palette").array(), default)
 
 
 def test_mask_keeps_unmasked_pixels_exactly(warm, assets):

@@ -119,7 +119,9 @@ def scenario_still(cfg: dict) -> dict:
     render_plain(os.path.join(out, "plain_again_"))
     report["switch_on_after_plain_render"] = module("node").is_switched_on(node)
 
-    # AgX view: the result goes back through "AgX Base sRGB".
+    # AgX view: the result goes back through "AgX Base sRGB". Network colours: the random model's near-primaries are
+    # what shows the view's compression (the default palette mode would map them to the style's colours).
+    node.settings.color = "style"
     scene.view_settings.view_transform = "AgX"
     render_plain(os.path.join(out, "plain_agx_"))
     report["agx"] = stylize()
@@ -131,6 +133,7 @@ def scenario_still(cfg: dict) -> dict:
     os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_agx_exact.png"))
     scene.adain.exact_display = False
     scene.view_settings.view_transform = "Standard"
+    node.settings.color = "palette"
 
     # A Render Layers pass used downstream of the node (Set Alpha ← Alpha): the output pass must re-render.
     tree = module("compositor").scene_tree(scene)

@@ -76,7 +76,7 @@ def upload(comfy, stem: str, arr: np.ndarray) -> str:
 
 
 def simple_prompt(content: str, style: str, model: str = TEST_MODEL, **stylize) -> dict:
-    inputs = {"alpha": 1.0, "color": "style", "tile": "auto", "temporal": 0.0} | stylize
+    inputs = {"alpha": 1.0, "color": "palette", "tile": "auto", "temporal": 0.0} | stylize
     return {
         "1": {"class_type": "LoadImage", "inputs": {"image": content}},
         "2": {"class_type": "LoadImage", "inputs": {"image": style}},
@@ -176,7 +176,7 @@ def test_basic_stylize_workflow(comfy, object_info, engine):
     got = comfy.output_images(entry, node_of(prompt, "SaveImage"))
 
     card = engine.encode_style(as_tensor(style), size=48)
-    expected = engine.stylize(as_tensor(content), card, alpha=0.8, color="style", tile="auto")
+    expected = engine.stylize(as_tensor(content), card, alpha=0.8, color="palette", tile="auto")
     assert got[0].shape == (40, 48, 3)  # exactly the content's size; the 56x40 style is never stretched onto it
     assert_close(got, saved(expected))
 

@@ -15,8 +15,8 @@ from .errors import ValueRangeError
 from .vocabulary import COLOR_MODES
 
 __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
-           "match_colors", "palette_target", "fit_palettes", "apply_palettes", "match_palettes", "keep_chroma", "recolor_styles", "after_pass",
-           "after_image"]
+           "match_colors", "palette_target", "fit_palettes", "apply_palettes", "match_palettes", "keep_chroma",
+           "recolor_styles", "after_pass", "after_image"]
 
 #: A region's target colours: RGB mean (B|1, 3) or (3,), covariance (B|1, 3, 3) or (3, 3), and where it applies
 #: ((B|1, 1, h, w) soft weights in [0, 1] at any size, or ``None`` for everywhere).

@@ -268,7 +268,8 @@ class WorkerClient:
     def stylize(self, image: Any, styles: str | os.PathLike[str] | Iterable[Any], *,
                 shape: Sequence[int] | None = None, dtype: str | None = None, alpha: float = 1.0,
                 color: str | None = None, style_size: int = 512, tile: str | int = "auto", scale: float | str = 1.0,
-                model: str | None = None, mask: Any = None, mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
+                model: str | None = None, mask: Any = None, mask_shape: Sequence[int] | None = None,
+                mask_dtype: str | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
                 sequence: tuple[str, float] | None = None) -> StylizeResult:
         """Stylise one image in the worker.

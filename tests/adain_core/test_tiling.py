@@ -93,14 +93,16 @@ def _border_gradient_ratio(out: torch.Tensor, borders: list[int]) -> float:
 
 @pytest.mark.real
 def test_seam_metric_with_trained_decoder(real_engine, make_image) -> None:
-    """With trained weights on a non-random picture: the mean gradient across tile borders is not larger than
-    elsewhere (≤ 1.5 × the median column; measured on the random model ≈ 1.0), and tiled == one pass."""
+    """With trained weights on a non-random picture: tiled == one pass, and the gradient across the tile borders is
+    what the one-pass picture has at those columns (within 0.05 of its ratio to the median column). An absolute bound
+    measures the picture instead: the one-pass ratio at these columns is 1.61 with the stretch-4b decoder and 1.17
+    with stretch 3's, and between 0.55 and 2.2 at other columns of the same image."""
     x, _ = pil_to_tensor(make_image(192, 384, seed=5))
     card = real_engine.encode_style(make_image(128, 128, seed=6), size=128)
     tiled = real_engine.stylize(x, card, tile=128)
     untiled = real_engine.stylize(x, card, tile="off")
     assert float((tiled - untiled).abs().max()) <= 1e-4
-    assert _border_gradient_ratio(tiled, [128, 256]) <= 1.5
+    assert _border_gradient_ratio(tiled, [128, 256]) <= _border_gradient_ratio(untiled, [128, 256]) + 0.05
 
 
 def test_seam_gradient_ratio_random_model(square_results) -> None:

@@ -63,6 +63,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="identity loss: weight of the feature MSE of those decodes (default 0)")
     p.add_argument("--identity-fraction", type=float, default=S,
                    help="share of each batch's photos and paintings used for the identity losses (default 0.25)")
+    p.add_argument("--structure-weight", type=float, default=S,
+                   help="weight of the MSE between instance-normalised relu4_1 of output and photo: each channel's "
+                        "structure counts equally, whatever the painting's scale for it (default 0)")
     p.add_argument("--colour-weight", type=float, default=S,
                    help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
     p.add_argument("--palette", type=_bool, default=S,

@@ -30,7 +30,8 @@ from adain_core.store import ENCODERS, load_encoder
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
-from .losses import AdaINLoss, LossWeights, identity_loss, palette_recolour, sliced_wasserstein, unit_directions
+from .losses import (AdaINLoss, LossWeights, identity_loss, palette_recolour, sliced_wasserstein, structure_loss,
+                     unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -218,7 +219,7 @@ class Trainer:
     def train_step(self, content: Tensor, style: Tensor, as_floats: bool = True) -> dict[str, Any]:
         """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
-        ``identity_pixel``, ``identity_feature``, ``colour``) as floats, or as detached 0-d tensors with
+        ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``) as floats, or as detached 0-d tensors with
         ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead)."""
         cfg = self.cfg
         warm = self.step < cfg.warmup_steps
@@ -267,6 +268,10 @@ class Trainer:
                                       cfg.identity_feature)
             parts["identity_pixel"], parts["identity_feature"] = pix.detach(), feat.detach()
             loss = loss + pix + feat
+        if cfg.structure_weight > 0 and not warm:
+            structure = cfg.structure_weight * structure_loss(fo["relu4_1"], fc["relu4_1"])
+            parts["structure"] = structure.detach()
+            loss = loss + structure
         if cfg.colour_weight > 0 and not warm:
             dirs = unit_directions(32, seed=self.step, device=self.device)
             colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()

@@ -15,7 +15,7 @@ from adain_core.adain import calc_mean_std
 from adain_core.color import color_stats, sqrtm_spd
 from adain_core.networks import TAPS
 
-__all__ = ["LossWeights", "content_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
+__all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
            "sliced_wasserstein", "unit_directions", "palette_recolour"]
 
 
@@ -31,6 +31,19 @@ class LossWeights:
 def content_loss(out_feat: Tensor, target: Tensor) -> Tensor:
     """MSE between relu4_1 of the decoded image ``(B, 512, h, w)`` and the AdaIN target ``t`` (same shape)."""
     return F.mse_loss(out_feat.float(), target.float())
+
+
+def structure_loss(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSE between the instance-normalised relu4_1 ``(B, 512, h, w)`` of the decoded image and of the photo.
+
+    Each channel counts once whatever its scale, unlike :func:`content_loss`, whose AdaIN target carries the
+    painting's stds, so its big-std channels dominate. Per channel it is ``2·(1 − r)`` with ``r`` the spatial
+    Pearson correlation: ``training.metrics.content_corr`` as a loss. Channels constant over the photo add a
+    constant (their normalised value is 0)."""
+    def norm(f: Tensor) -> Tensor:
+        mean, std = calc_mean_std(f.float(), eps)
+        return (f.float() - mean) / std
+    return F.mse_loss(norm(out_feat), norm(content_feat))
 
 
 def style_loss_per_layer(out_feats: dict[str, Tensor], style_feats: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -32,11 +32,16 @@ def read_raw(name):
         return fh.read()
 
 
+def _pixels(drawable):
+    """The drawable's pixels as bytes in the format ``U8`` (its own channels, 8 bits each)."""
+    rect = Gegl.Rectangle.new(0, 0, drawable.get_width(), drawable.get_height())
+    return bytes(drawable.get_buffer().get(rect, 1.0, U8, Gegl.AbyssPolicy.CLAMP))
+
+
 def dump(name, drawable):
     width, height = drawable.get_width(), drawable.get_height()
-    data = drawable.get_buffer().get(Gegl.Rectangle.new(0, 0, width, height), 1.0, U8, Gegl.AbyssPolicy.CLAMP)
     with open(os.path.join(WORK, name), "wb") as fh:
-        fh.write(bytes(data))
+        fh.write(_pixels(drawable))
     _, x, y = drawable.get_offsets()
     return {"file": name, "width": width, "height": height, "offsets": [x, y], "name": drawable.get_name()}
 
@@ -189,6 +194,7 @@ def scenario_undo(spec):
     everything the filter did: that is what "one undo group" means to the user.
     """
     image, layer = make_image(spec["image"])
+    original = _pixels(layer)
     Gimp.Display.new(image)
     Gimp.displays_flush()
     outcome = run_filter(image, layer, spec["args"])
@@ -196,10 +202,12 @@ def scenario_undo(spec):
     outcome["layers_after_filter"] = len(image.get_layers())
     outcome["changed"] = dump(spec["id"] + "-filtered.raw", image.get_layers()[0])  # new layer, or the replaced one
     outcome["xdotool"] = press_key(rf"\[Untitled\]-{image.get_id()}\.", "ctrl+z")
+    def undone():  # the undo runs in GIMP's main process: wait until its layers and pixels are back (or time out)
+        layers = image.get_layers()
+        return len(layers) == spec["expect_layers"] and _pixels(layers[0]) == original
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and len(image.get_layers()) != spec["expect_layers"]:
+    while time.monotonic() < deadline and not undone():
         time.sleep(0.1)
-    time.sleep(1.0)  # let the undo finish (and the display settle) before reading pixels
     outcome["layers"] = [dump(f"{spec['id']}-layer{i}.raw", item) for i, item in enumerate(image.get_layers())]
     outcome["selection_empty"] = Gimp.Selection.is_empty(image)
     return outcome

@@ -19,7 +19,7 @@ from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, Valu
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
                      resize_shorter, to_batch)
-from .networks import TAPS, Encoder, pad_to_multiple
+from .networks import TAPS, Encoder, pad_to_multiple, padded_size
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
@@ -30,6 +30,10 @@ __all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", 
 
 #: the most frames :meth:`Engine.stylize_frames` puts into one forward pass when the pre-flight chooses.
 MAX_FRAMES_PER_PASS = 8
+
+#: px of mirrored picture stylised around the content and cropped off: the encoder's zero padding makes the
+#: decoder paint a frame along the image's edges; this margin moves that frame outside the picture.
+BORDER = 32
 
 #: the longest side a style image may have after resizing to the style size (or the style size, if larger).
 MAX_STYLE_SIDE = 8192
@@ -54,12 +58,17 @@ class FrameState:
 class _Job:
     """A prepared stylisation: padded pixels, per-region style statistics and feature-resolution masks."""
 
-    pixels: Tensor  # (B, 3, Hp, Wp) padded, on the engine's device
+    pixels: Tensor  # (B, 3, Hp, Wp) padded (BORDER px around, then to a multiple of 8), on the engine's device
     size: tuple[int, int]  # original (H, W)
     style_stats: Stats  # per region (B|1, C, 1, 1)
     masks: list[Tensor | None]  # per region (B|1, 1, Hp/8, Wp/8) or None (= everywhere)
     options: StylizeOptions
     tiles: list[Tile] | None  # None = one pass
+
+    def crop(self, x: Tensor) -> Tensor:
+        """The picture's own (B, C, H, W) out of a (B, C, Hp, Wp) result."""
+        h, w = self.size
+        return x[:, :, BORDER:BORDER + h, BORDER:BORDER + w]
 
 
 class Engine:
@@ -268,7 +277,7 @@ class Engine:
         opts = StylizeOptions.of(options, **fields)
         if opts.tile not in ("auto", "off"):
             return 1
-        hp, wp = max(16, -(-height // 8) * 8), max(16, -(-width // 8) * 8)
+        hp, wp = padded_size(height, width, border=BORDER)
         budget = parse_size(opts.max_memory) if opts.max_memory is not None else int(
             free_memory_bytes(self.device) * 0.8)
         best = 1
@@ -369,19 +378,18 @@ class Engine:
                   cancel: CancelHook | None) -> tuple[Tensor, Stats]:
         """:meth:`_run` at the pixels' own size, before the palette recolouring."""
         job = self._prepare(pixels, regions, options)
-        h, w = job.size
         color = options.color
         if job.tiles is None:
             out, stats = style_transfer(self.encode, self.decode, job.pixels, job.style_stats, job.masks,
                                         options.alpha, smooth)
-            out = to_host(after_pass(color, out, job.pixels)[:, :, :h, :w])
+            out = to_host(job.crop(after_pass(color, out, job.pixels)))
             if progress is not None:
                 progress(1, 1)
         else:
             stats = self._tiled_stats(job, progress, cancel)
             if smooth is not None:
                 stats = smooth(stats)
-            out = self._render_tiles(job, stats, progress, cancel)[:, :, :h, :w].clamp(0, 1)
+            out = job.crop(self._render_tiles(job, stats, progress, cancel)).clamp(0, 1)
         return after_image(color, out, pixels.cpu()), stats
 
     def _prepare(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]],
@@ -389,9 +397,9 @@ class Engine:
         for card, _ in regions:
             card.check_encoder(self.encoder_id)
         b, _, h, w = pixels.shape
-        padded, size = pad_to_multiple(to_device(pixels, self.device))
+        padded, size = pad_to_multiple(to_device(pixels, self.device), border=BORDER)
         hp, wp = padded.shape[-2:]
-        masks = [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}").to(self.device)
+        masks = [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}", BORDER).to(self.device)
                  for i, (_, m) in enumerate(regions)]
         style_stats = [self._region_style_stats(card, options.color, pixels) for card, _ in regions]
         style_stats = [(m.to(self.device), s.to(self.device)) for m, s in style_stats]

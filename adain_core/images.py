@@ -256,8 +256,9 @@ def mask_to_tensor(mask: MaskLike, what: str = "mask") -> Tensor:
     raise ShapeError(what, "a PIL image, numpy array, tensor or path", None)
 
 
-def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = "mask") -> Tensor:
-    """A mask at any size → weights on the feature grid of the image padded by :func:`pad_to_multiple`.
+def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = "mask", border: int = 0) -> Tensor:
+    """A mask at any size → weights on the feature grid of the image padded by :func:`pad_to_multiple` (with
+    ``border``).
 
     Args:
         mask: see :func:`mask_to_tensor`.
@@ -279,7 +280,7 @@ def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = 
     m = m.clamp(0, 1)
     if m.shape[-2:] != size:
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-    m, _ = pad_to_multiple(m)
+    m, _ = pad_to_multiple(m, border=border)
     return F.avg_pool2d(m, 8)
 
 

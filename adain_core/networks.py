@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "TAPS", "ARCHS", "Encoder", "build_encoder", "build_decoder", "decoder_width", "pad_to_multiple", "CAFFE_MEAN_BGR",
+    "TAPS", "ARCHS", "Encoder", "build_encoder", "build_decoder", "decoder_width", "pad_to_multiple", "padded_size",
+    "CAFFE_MEAN_BGR",
 ]
 
 TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
@@ -152,18 +153,28 @@ def decoder_width(state: dict[str, Tensor]) -> float:
     return first.shape[0] / 256
 
 
-def pad_to_multiple(x: Tensor, multiple: int = 8, min_size: int = 16) -> tuple[Tensor, tuple[int, int]]:
-    """Pad the bottom/right of (B, C, H, W) to a multiple of ``multiple`` so that tile grids stay aligned, and to at
-    least ``min_size`` per side: the decoder's reflection padding needs relu4_1 maps of at least 2×2.
+def padded_size(h: int, w: int, multiple: int = 8, min_size: int = 16, border: int = 0) -> tuple[int, int]:
+    """The (Hp, Wp) that :func:`pad_to_multiple` gives an (H, W) image."""
+    def side(n: int) -> int:
+        return max(-(-(n + 2 * border) // multiple) * multiple, min_size)
+    return side(h), side(w)
+
+
+def pad_to_multiple(x: Tensor, multiple: int = 8, min_size: int = 16, border: int = 0) -> tuple[Tensor, tuple[int, int]]:
+    """Pad (B, C, H, W) by ``border`` px on every side, then its bottom/right to a multiple of ``multiple`` so that
+    tile grids stay aligned, and to at least ``min_size`` per side: the decoder's reflection padding needs relu4_1
+    maps of at least 2×2.
 
     Reflection padding where the image is large enough, replication otherwise (1×1 … 15×15 images).
 
     Returns:
-        ``(padded, (H, W))`` with the original size for cropping back.
+        ``(padded, (H, W))``: the original sits at ``padded[..., border:border + H, border:border + W]``.
     """
     h, w = x.shape[-2:]
-    ph, pw = max((-h) % multiple, min_size - h), max((-w) % multiple, min_size - w)
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+    hp, wp = padded_size(h, w, multiple, min_size, border)
+    if border:
+        x = F.pad(x, (border,) * 4, mode="reflect" if border < min(h, w) else "replicate")
+    ph, pw = hp - x.shape[-2], wp - x.shape[-1]
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate")
+    return x, (h, w)

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from adain_core.adain import calc_mean_std, style_transfer
 from adain_core.color import color_stats, match_palettes
+from adain_core.engine import BORDER
 from adain_core.networks import build_encoder, pad_to_multiple
 from adain_core.store import ENCODERS
 
@@ -74,7 +75,8 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents
                     device: torch.device, amp_dtype: torch.dtype | None,
                     palette: bool = False) -> tuple[list[list[Tensor]], list[float]]:
     """Stylise every content × style pair at α = 1 with the engine's one-pass method
-    (:func:`adain_core.adain.style_transfer`; inputs padded to a multiple of 8, outputs cropped and clamped; with
+    (:func:`adain_core.adain.style_transfer`; inputs padded by the engine's mirrored border and to a multiple of 8,
+    outputs cropped and clamped; with
     ``palette``, then given the painting's RGB mean and covariance as the engine's palette colour mode does) and
     decode each photo from its own features.
 
@@ -93,13 +95,13 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents
             return decoder(t).float()
 
     def finish(out: Tensor, hw: tuple[int, int]) -> Tensor:
-        return out[..., :hw[0], :hw[1]].clamp(0, 1).cpu()
+        return out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]].clamp(0, 1).cpu()
 
     style_stats = [calc_mean_std(encode(pad_to_multiple(s.to(device))[0])) for s in styles]
     palettes = [[(*color_stats(s.cpu()), None)] for s in styles]
     outputs, recon = [], []
     for c in contents:
-        padded, hw = pad_to_multiple(c.to(device))
+        padded, hw = pad_to_multiple(c.to(device), border=BORDER)
         row = [finish(style_transfer(encode, decode, padded, [stats])[0], hw) for stats in style_stats]
         outputs.append([match_palettes(o, p) for o, p in zip(row, palettes)] if palette else row)
         recon.append(finish(decode(encode(padded)), hw))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from adain_core.networks import (
-    ARCHS, CAFFE_MEAN_BGR, TAPS, build_decoder, build_encoder, decoder_width, pad_to_multiple,
+    ARCHS, CAFFE_MEAN_BGR, TAPS, build_decoder, build_encoder, decoder_width, pad_to_multiple, padded_size,
 )
 
 
@@ -103,3 +103,17 @@ def test_pad_to_multiple(size: tuple[int, int]) -> None:
     # At least 16 px (the decoder's reflection padding needs 2×2 relu4_1 maps), else less than one multiple more.
     assert padded.shape[-2] == max(16, -(-size[0] // 8) * 8) and padded.shape[-1] == max(16, -(-size[1] // 8) * 8)
     assert torch.equal(padded[..., : size[0], : size[1]], x)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (40, 33), (513, 1023)])
+def test_pad_to_multiple_with_a_border_mirrors_the_picture_around_it(size: tuple[int, int]) -> None:
+    x = torch.rand(1, 3, *size)
+    padded, orig = pad_to_multiple(x, border=32)
+    h, w = orig
+    assert orig == size and padded.shape[-2:] == padded_size(h, w, border=32)
+    assert padded.shape[-2] % 8 == 0 and padded.shape[-1] % 8 == 0
+    assert padded.shape[-2] - 64 - h < 8 and padded.shape[-1] - 64 - w < 8
+    assert torch.equal(padded[..., 32:32 + h, 32:32 + w], x)
+    if min(size) > 32:  # a mirror image beyond each edge, not a repeat of the edge
+        assert torch.equal(padded[..., 31, 32:32 + w], x[..., 1, :])
+        assert torch.equal(padded[..., 32:32 + h, 31], x[..., :, 1])

@@ -37,8 +37,9 @@ __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "
 
 # The sprint's default recipe (the best measured on the CPU, see docs/TRAINING_LOG.md); every value is an option.
 SPRINT_RECIPE: dict[str, float] = {
-    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 5.0, "identity_pixel": 0.0,
-    "identity_feature": 0.0, "identity_fraction": 0.25, "colour_weight": 10.0, "min_scale": 0.6, "palette": 1.0,
+    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 3.0, "identity_pixel": 0.0,
+    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0, "min_scale": 0.6,
+    "palette": 1.0,
 }
 
 
@@ -167,6 +168,8 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"identity loss feature weight (default {r['identity_feature']})")
     p.add_argument("--identity-fraction", type=float, default=r["identity_fraction"],
                    help=f"share of the batch used for identity losses (default {r['identity_fraction']})")
+    p.add_argument("--structure-weight", type=float, default=r["structure_weight"],
+                   help=f"instance-normalised relu4_1 (content_corr) loss weight (default {r['structure_weight']})")
     p.add_argument("--colour-weight", type=float, default=r["colour_weight"],
                    help=f"RGB sliced Wasserstein weight (default {r['colour_weight']})")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
@@ -209,8 +212,8 @@ def run_sprint(args: argparse.Namespace) -> int:
     cfg = TrainConfig(content_dirs=[], style_dirs=[], out_dir=str(out), encoder_id=encoder_id, crop=args.size,
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
-                      colour_weight=args.colour_weight, palette=bool(args.palette), batch_size=args.batch, lr=args.lr,
-                      lr_decay=args.lr_decay,
+                      structure_weight=args.structure_weight, colour_weight=args.colour_weight,
+                      palette=bool(args.palette), batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
     init = _init_path(args.init)

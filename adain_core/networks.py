@@ -160,7 +160,8 @@ def padded_size(h: int, w: int, multiple: int = 8, min_size: int = 16, border: i
     return side(h), side(w)
 
 
-def pad_to_multiple(x: Tensor, multiple: int = 8, min_size: int = 16, border: int = 0) -> tuple[Tensor, tuple[int, int]]:
+def pad_to_multiple(x: Tensor, multiple: int = 8, min_size: int = 16,
+                    border: int = 0) -> tuple[Tensor, tuple[int, int]]:
     """Pad (B, C, H, W) by ``border`` px on every side, then its bottom/right to a multiple of ``multiple`` so that
     tile grids stay aligned, and to at least ``min_size`` per side: the decoder's reflection padding needs relu4_1
     maps of at least 2×2.

@@ -38,8 +38,8 @@ __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "
 # The sprint's default recipe (the best measured on the CPU, see docs/TRAINING_LOG.md); every value is an option.
 SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 3.0, "identity_pixel": 0.0,
-    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0, "min_scale": 0.6,
-    "palette": 1.0,
+    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0,
+    "min_scale": 0.6, "palette": 1.0,
 }
 
 

@@ -166,24 +166,45 @@ def scenario_filter(spec):
     return outcome
 
 
-def press_key(title, key, timeout=30.0):
-    """Focus the visible window whose title matches the regex ``title`` and press ``key`` (xdotool syntax).
+def _wait_for(condition, timeout):
+    """Poll ``condition()`` until it is true or ``timeout`` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
 
-    Retries: a search can return a window that is gone a moment later (BadWindow). Returns [exit code, stderr].
+
+def _visible_windows(title):
+    found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", title], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def press_key(title, key, done, timeout=30.0):
+    """Focus the visible window whose title matches the regex ``title``, press ``key`` (xdotool syntax) and wait
+    until ``done()`` is true.
+
+    Retries, with no fixed delay: a search can return a window that is gone a moment later (BadWindow), and a key
+    that reaches a window before GTK has taken the focus is dropped, so the key is pressed again only when ``done()``
+    stayed false for 5 s. Returns [exit code, stderr]; code 0 means ``done()`` became true.
     """
     deadline = time.monotonic() + timeout
     last = [None, f"no visible window matches {title!r}"]
     while time.monotonic() < deadline:
-        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", title], capture_output=True, text=True)
-        for window in reversed(found.stdout.split()):
+        for window in reversed(_visible_windows(title)):
             focus = subprocess.run(["xdotool", "windowfocus", "--sync", window], capture_output=True, text=True)
             if focus.returncode != 0:
                 last = [focus.returncode, focus.stderr]
                 continue
-            time.sleep(0.3)  # let GTK take the focus before the key arrives
             keys = subprocess.run(["xdotool", "key", "--clearmodifiers", key], capture_output=True, text=True)
-            return [keys.returncode, keys.stderr]
-        time.sleep(0.2)
+            if keys.returncode != 0:
+                last = [keys.returncode, keys.stderr]
+            elif _wait_for(done, 5.0):
+                return [0, ""]
+            else:
+                last = [None, f"{key} reached {title!r} but nothing happened within 5 s"]
+            break
+        else:
+            _wait_for(lambda: bool(_visible_windows(title)), max(0.0, deadline - time.monotonic()))
     return last
 
 
@@ -201,13 +222,10 @@ def scenario_undo(spec):
     Gimp.displays_flush()
     outcome["layers_after_filter"] = len(image.get_layers())
     outcome["changed"] = dump(spec["id"] + "-filtered.raw", image.get_layers()[0])  # new layer, or the replaced one
-    outcome["xdotool"] = press_key(rf"\[Untitled\]-{image.get_id()}\.", "ctrl+z")
-    def undone():  # the undo runs in GIMP's main process: wait until its layers and pixels are back (or time out)
+    def undone():  # the undo runs in GIMP's main process: its layers and pixels are back
         layers = image.get_layers()
         return len(layers) == spec["expect_layers"] and _pixels(layers[0]) == original
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not undone():
-        time.sleep(0.1)
+    outcome["xdotool"] = press_key(rf"\[Untitled\]-{image.get_id()}\.", "ctrl+z", undone)
     outcome["layers"] = [dump(f"{spec['id']}-layer{i}.raw", item) for i, item in enumerate(image.get_layers())]
     outcome["selection_empty"] = Gimp.Selection.is_empty(image)
     return outcome
@@ -223,7 +241,8 @@ def scenario_interactive(spec):
     Gimp.Display.new(image)
     Gimp.displays_flush()
     pressed = []
-    keys = threading.Thread(target=lambda: pressed.append(press_key("Style Transfer", spec["key"])))
+    dialog_closed = lambda: not _visible_windows("Style Transfer")  # noqa: E731
+    keys = threading.Thread(target=lambda: pressed.append(press_key("Style Transfer", spec["key"], dialog_closed)))
     keys.start()  # the dialog blocks run_filter until the key closes it
     outcome = run_filter(image, layer, spec["args"], Gimp.RunMode.INTERACTIVE)
     keys.join(60)

@@ -190,7 +190,8 @@ def press_key(title, key, done, timeout=30.0):
     deadline = time.monotonic() + timeout
     last = [None, f"no visible window matches {title!r}"]
     while time.monotonic() < deadline:
-        for window in reversed(_visible_windows(title)):
+        windows = _visible_windows(title)
+        for window in reversed(windows):
             focus = subprocess.run(["xdotool", "windowfocus", "--sync", window], capture_output=True, text=True)
             if focus.returncode != 0:
                 last = [focus.returncode, focus.stderr]
@@ -203,8 +204,9 @@ def press_key(title, key, done, timeout=30.0):
             else:
                 last = [None, f"{key} reached {title!r} but nothing happened within 5 s"]
             break
-        else:
-            _wait_for(lambda: bool(_visible_windows(title)), max(0.0, deadline - time.monotonic()))
+        else:  # no window took the focus: wait for the matching windows to change (a stale one gone, one mapped)
+            _wait_for(lambda: _visible_windows(title) not in ([], windows),
+                      min(1.0, max(0.0, deadline - time.monotonic())))
     return last
 
 
@@ -241,7 +243,8 @@ def scenario_interactive(spec):
     Gimp.Display.new(image)
     Gimp.displays_flush()
     pressed = []
-    dialog_closed = lambda: not _visible_windows("Style Transfer")  # noqa: E731
+    def dialog_closed():
+        return not _visible_windows("Style Transfer")
     keys = threading.Thread(target=lambda: pressed.append(press_key("Style Transfer", spec["key"], dialog_closed)))
     keys.start()  # the dialog blocks run_filter until the key closes it
     outcome = run_filter(image, layer, spec["args"], Gimp.RunMode.INTERACTIVE)

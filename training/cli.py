@@ -49,6 +49,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-side", type=int, default=S, help="skip images with a smaller shorter side (default 64)")
     p.add_argument("--max-per-dir", type=int, default=S, help="at most this many images per folder (0 = all)")
     p.add_argument("--cache-images", type=_bool, default=S, help="keep decoded images in memory")
+    p.add_argument("--cached-crops", type=int, default=S,
+                   help="N > 0: each photo and painting offers N fixed crops (with flips) whose encoder passes are "
+                        "made once and reused, up to a fifth less time per step on a CPU once crops repeat; not "
+                        "with identity losses or warm-up (default 0: a fresh random crop every time)")
+    p.add_argument("--feature-dir", default=S, help="with --cached-crops: keep the encodings in this folder "
+                                                     "between runs (default: memory only)")
     p.add_argument("--workers", dest="num_workers", type=int, default=S, help="data loader processes")
     p.add_argument("--style-weight", "--lambda", dest="style_weight", default=S,
                    help=f"λ: a number or a preset {LAMBDA_PRESETS} (default paper = 10)")

@@ -61,6 +61,8 @@ class TrainConfig:
     max_per_dir: int = 0         # use at most this many images per folder (0 = all), a seeded random subset
     cache_images: bool = False   # keep decoded, resized images in memory (small data sets, single process)
     num_workers: int = 0
+    cached_crops: int = 0        # > 0: each image offers this many fixed crops, encoded once (training.features)
+    feature_dir: str = ""        # with cached_crops: keep those encodings here between runs ("" = memory only)
     # loss
     style_weight: float = 10.0   # λ
     layer_weights: str = "hed-std"

@@ -27,6 +27,8 @@ __all__ = [
     "PairSampler",
     "make_loader",
     "to_tensor",
+    "random_crop",
+    "mix_seed",
 ]
 
 log = logging.getLogger("adain.training")
@@ -35,7 +37,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 _MASK64 = (1 << 63) - 1
 
 
-def _mix(*parts: object) -> int:
+def mix_seed(*parts: object) -> int:
     """A stable 63-bit seed from any tuple of ints/strings (Python's ``hash`` is salted per process)."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & _MASK64
@@ -69,7 +71,7 @@ def scan_images(dirs: Sequence[str | Path], min_side: int = 64, max_per_dir: int
                 continue
             good.append(p)
         if max_per_dir and len(good) > max_per_dir:
-            rng = random.Random(_mix(seed, "subset", str(root)))
+            rng = random.Random(mix_seed(seed, "subset", str(root)))
             good = sorted(rng.sample(good, max_per_dir))
         found += good
     return found
@@ -86,7 +88,8 @@ def manifest_hash(*lists: Sequence[Path]) -> str:
 
 def to_tensor(array: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 → (3, H, W) float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float().div_(255.0)
+    # a copy: PIL's arrays are read-only
+    return torch.from_numpy(np.array(array, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 
 class ImageSource:
@@ -149,7 +152,8 @@ class ImageSource:
         raise RuntimeError("none of the images could be decoded")
 
 
-def _random_crop(arr: np.ndarray, crop: int, gen: torch.Generator) -> np.ndarray:
+def random_crop(arr: np.ndarray, crop: int, gen: torch.Generator) -> np.ndarray:
+    """A seeded random ``crop`` × ``crop`` window of an (H, W, 3) image (H, W ≥ crop), mirrored half of the time."""
     h, w = arr.shape[:2]
     y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
     x = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
@@ -172,8 +176,8 @@ class PairDataset(Dataset):
     def __getitem__(self, key: tuple[int, int, int]) -> tuple[Tensor, Tensor]:
         ci, si, seed = key
         gen = torch.Generator().manual_seed(seed)
-        c = _random_crop(self.content.get(ci), self.content.crop, gen)
-        s = _random_crop(self.style.get(si), self.style.crop, gen)
+        c = random_crop(self.content.get(ci), self.content.crop, gen)
+        s = random_crop(self.style.get(si), self.style.crop, gen)
         return to_tensor(c), to_tensor(s)
 
 
@@ -199,7 +203,7 @@ class PairSampler:
         if key not in self._perms:
             if len(self._perms) > 8:
                 self._perms.clear()
-            gen = torch.Generator().manual_seed(_mix(self.seed, kind, epoch))
+            gen = torch.Generator().manual_seed(mix_seed(self.seed, kind, epoch))
             self._perms[key] = torch.randperm(n, generator=gen)
         return int(self._perms[key][pos])
 
@@ -207,7 +211,7 @@ class PairSampler:
         keys = []
         for i in range(self.batch_size):
             g = (step * self.batch_size + i) * self.world_size + self.rank
-            keys.append((self._index("content", g), self._index("style", g), _mix(self.seed, "crop", g)))
+            keys.append((self._index("content", g), self._index("style", g), mix_seed(self.seed, "crop", g)))
         return keys
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
@@ -220,7 +224,7 @@ class PairSampler:
 def make_loader(dataset: PairDataset, sampler: PairSampler, num_workers: int = 0) -> DataLoader:
     """A DataLoader over the infinite sampler; yields ``(content, style)`` batches (B, 3, crop, crop)."""
     # Own generator: creating the loader must not draw from the global RNG (resume restores that bit for bit).
-    gen = torch.Generator().manual_seed(_mix(sampler.seed, "loader", sampler.rank))
+    gen = torch.Generator().manual_seed(mix_seed(sampler.seed, "loader", sampler.rank))
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, generator=gen,
                       persistent_workers=num_workers > 0, pin_memory=False)
 

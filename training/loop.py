@@ -15,6 +15,7 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ from adain_core.store import ENCODERS, load_encoder
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
+from .features import FeatureCache
 from .losses import (AdaINLoss, LossWeights, identity_loss, palette_recolour, sliced_wasserstein, structure_loss,
-                     unit_directions)
+                     style_stats, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -190,6 +192,7 @@ class Trainer:
         self.style_paths: list[Path] = []
         self.manifest = ""
         self.images: dict[str, int] = {}
+        self.features: FeatureCache | None = None  # with ``cached_crops``
         if folder_data:
             self._setup_folder_data()
 
@@ -203,6 +206,12 @@ class Trainer:
         self.style = ImageSource(self.style_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
         self.dataset = PairDataset(self.content, self.style)
         self.images = {"content": len(self.content_paths), "style": len(self.style_paths)}
+        if cfg.cached_crops:
+            if cfg.warmup_steps > self.step or cfg.identity_pixel + cfg.identity_feature > 0:
+                raise ValueError("--cached-crops cannot serve the warm-up or the identity losses (they need the "
+                                 "photos' pixels): turn one or the other off")
+            self.features = FeatureCache(self.encoder, self.content, self.style, cfg.cached_crops, cfg.encoder_id,
+                                         cfg.feature_dir or None)
         if self.is_main:
             log.info("data: %d content, %d style images (manifest %s…)", len(self.content_paths),
                      len(self.style_paths), self.manifest[:12])
@@ -216,31 +225,44 @@ class Trainer:
     def lr_at(self, step: int) -> float:
         return self.cfg.lr / (1.0 + self.cfg.lr_decay * step)
 
-    def train_step(self, content: Tensor, style: Tensor, as_floats: bool = True) -> dict[str, Any]:
+    def train_step(self, content: Tensor | None, style: Tensor, as_floats: bool = True,
+                   encoded: tuple[Tensor, dict[str, tuple[Tensor, Tensor]]] | None = None) -> dict[str, Any]:
         """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
         ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``) as floats, or as detached 0-d tensors with
-        ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead)."""
+        ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
+
+        ``encoded``: the frozen encoder's passes made already (:class:`training.features.FeatureCache`): the photos'
+        relu4_1 (B, 512, S/8, S/8) and the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1); then
+        ``content`` is not used (pass ``None``; no identity losses or warm-up)."""
         cfg = self.cfg
         warm = self.step < cfg.warmup_steps
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        content = content.to(self.device, non_blocking=True, memory_format=fmt)
         style = style.to(self.device, non_blocking=True, memory_format=fmt)
         layers = self.loss_fn.weights.layers
         out_taps = tuple(dict.fromkeys(tuple(layers) + ("relu4_1",)))
         k = 0 if warm or cfg.identity_pixel + cfg.identity_feature <= 0 else \
-            max(1, math.ceil(cfg.identity_fraction * content.shape[0]))
+            max(1, math.ceil(cfg.identity_fraction * style.shape[0]))
+        if encoded is not None and (warm or k):
+            raise ValueError("cached encoder features cannot serve the warm-up or the identity losses "
+                             "(they need the photos' pixels)")
+        fs: dict[str, Tensor] = {}  # the paintings' features (not with ``encoded``)
         with self._autocast():
             with torch.no_grad():
-                fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else ("relu4_1",)).items()}
-                if warm:
-                    target, fs = fc["relu4_1"], None
+                if encoded is not None:
+                    fc = {"relu4_1": encoded[0].to(self.device, non_blocking=True, memory_format=fmt)}
+                    s_stats = {t: (m.to(self.device), sd.to(self.device)) for t, (m, sd) in encoded[1].items()}
                 else:
-                    fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
-                    s_mean, s_std = calc_mean_std(fs["relu4_1"])
-                    target = adain(fc["relu4_1"], s_mean, s_std)
+                    if content is None:
+                        raise ValueError("train_step needs the photos or their encoded features")
+                    content = content.to(self.device, non_blocking=True, memory_format=fmt)
+                    fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else ("relu4_1",)).items()}
+                    if not warm:
+                        fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
+                    s_stats = style_stats(fs)
+                target = fc["relu4_1"] if warm else adain(fc["relu4_1"], *s_stats["relu4_1"])
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
                 decoded = self.model(torch.cat([target, fc["relu4_1"][:k], fs["relu4_1"][:k]]))
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
@@ -256,7 +278,7 @@ class Trainer:
                     out = palette_recolour(out, style)
                 fo = self.encoder(out, ("relu4_1",) if warm else out_taps)
         fo = {t: v.float() for t, v in fo.items()}
-        loss, parts = self.loss_fn(fo, target, fs)
+        loss, parts = self.loss_fn(fo, target, None if warm else s_stats)
         if warm:
             pixel = F.l1_loss(out.float(), content)
             parts["pixel_l1"] = pixel.detach()
@@ -351,7 +373,11 @@ class Trainer:
         cfg = self.cfg
         sampler = PairSampler(len(self.content), len(self.style), cfg.batch_size, cfg.seed, self.step,
                               self.rank, self.world)
-        loader = iter(make_loader(self.dataset, sampler, cfg.num_workers))
+        if self.features is not None:
+            features = self.features
+            loader: Iterator[Any] = (features.batch(keys) for keys in sampler)
+        else:
+            loader = iter(make_loader(self.dataset, sampler, cfg.num_workers))
         stop = {"flag": False}
 
         def _stop(signum: int, _frame: Any) -> None:
@@ -377,8 +403,12 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 t0 = time.monotonic()
-                content, style = next(loader)
-                parts = self.train_step(content, style)
+                if self.features is not None:
+                    maps, style, stats = next(loader)
+                    parts = self.train_step(None, style, encoded=(maps, stats))
+                else:
+                    content, style = next(loader)
+                    parts = self.train_step(content, style)
                 now = time.monotonic()
                 self.wall_time += now - t0
                 self.hardware[hw] = self.hardware.get(hw, 0) + 1

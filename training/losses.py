@@ -15,8 +15,8 @@ from adain_core.adain import calc_mean_std
 from adain_core.color import color_stats, sqrtm_spd
 from adain_core.networks import TAPS
 
-__all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "AdaINLoss", "identity_loss",
-           "sliced_wasserstein", "unit_directions", "palette_recolour"]
+__all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "style_stats", "AdaINLoss",
+           "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour"]
 
 
 @dataclass
@@ -46,22 +46,30 @@ def structure_loss(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-5) ->
     return F.mse_loss(norm(out_feat), norm(content_feat))
 
 
-def style_loss_per_layer(out_feats: dict[str, Tensor], style_feats: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Per tap: MSE of channel means + MSE of channel stds between decoded image and style features."""
+def style_loss_per_layer(out_feats: dict[str, Tensor],
+                         style_stats: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
+    """Per tap: MSE of channel means + MSE of channel stds between the decoded image's features ``(B, C, h, w)``
+    and the style's statistics ``(mean, std)``, each (B, C, 1, 1) (:func:`style_stats` of the style features)."""
     losses = {}
     for tap, out in out_feats.items():
         om, osd = calc_mean_std(out)
-        sm, ssd = calc_mean_std(style_feats[tap])
+        sm, ssd = style_stats[tap]
         losses[tap] = F.mse_loss(om, sm) + F.mse_loss(osd, ssd)
     return losses
+
+
+def style_stats(style_feats: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """tap → (B, C, h, w) style features ⇒ tap → their channel ``(mean, std)``, each (B, C, 1, 1) float32."""
+    return {tap: calc_mean_std(f) for tap, f in style_feats.items()}
 
 
 class AdaINLoss(nn.Module):
     """The paper's loss as a module with its weights as configuration.
 
-    ``forward(out_feats, target, style_feats)`` returns ``(total, parts)`` where ``parts`` holds the detached,
-    *weighted* terms (``content``, ``style``, ``style/<tap>``) as floats-in-tensors for logging. With
-    ``style_feats=None`` only the content term is used (the reconstruction warm-up).
+    ``forward(out_feats, target, style)`` returns ``(total, parts)`` where ``parts`` holds the detached,
+    *weighted* terms (``content``, ``style``, ``style/<tap>``) as floats-in-tensors for logging; ``style`` is the
+    style's per-tap channel statistics (:func:`style_stats`). With ``style=None`` only the content term is used
+    (the reconstruction warm-up).
     """
 
     def __init__(self, weights: LossWeights) -> None:
@@ -69,14 +77,14 @@ class AdaINLoss(nn.Module):
         self.weights = weights
 
     def forward(
-        self, out_feats: dict[str, Tensor], target: Tensor, style_feats: dict[str, Tensor] | None
+        self, out_feats: dict[str, Tensor], target: Tensor, style: dict[str, tuple[Tensor, Tensor]] | None
     ) -> tuple[Tensor, dict[str, Tensor]]:
         w = self.weights
         lc = w.content_weight * content_loss(out_feats["relu4_1"], target)
         parts = {"content": lc.detach()}
-        if style_feats is None:
+        if style is None:
             return lc, parts
-        per = style_loss_per_layer({t: out_feats[t] for t in w.layers}, style_feats)
+        per = style_loss_per_layer({t: out_feats[t] for t in w.layers}, style)
         ls = torch.zeros((), device=lc.device)
         for tap, value in per.items():
             term = w.layers[tap] * value

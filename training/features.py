@@ -10,7 +10,7 @@ the cache), so a step is never slower than encoding every time and gets faster a
 
 (Crops of one relu4_1 map of the whole photo would need one pass per photo, but they are not what the encoder gives
 for the crop itself, whose border sees zero padding: with the decoder of step 9,207 the content loss on them was
-~25 % higher, inside the crop too, so the step would train on different targets.)
+33 % higher, 27 % in the crop's centre, so the step would train on different targets.)
 
 Kept in memory (a 128 px crop's relu4_1 as float16: 256 kB) and, with a folder, on disk as one ``.npz`` per crop
 under a key of encoder, sizes and image list, so a later run on the same machine skips the encoding.

@@ -56,8 +56,8 @@ class FeatureCache:
             raise ValueError(f"cached crops per image must be ≥ 1, got {crops}")
         self.encoder, self.content, self.style, self.crops = encoder, content, style, crops
         self.device = next(encoder.parameters()).device
-        self.maps: dict[tuple[int, int], np.ndarray] = {}
-        self.stats: dict[tuple[int, int], dict[str, np.ndarray]] = {}
+        self.maps: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (photo, crop) → {"relu4_1": float16 map}
+        self.stats: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (painting, crop) → {"<tap>/mean": …}
         self.folder: Path | None = None
         if folder is not None:
             key = hashlib.sha256(repr((encoder_id, content.resize, content.crop, style.resize, style.crop,
@@ -95,35 +95,40 @@ class FeatureCache:
         images = torch.stack([to_tensor(c) for c in crops]).to(self.device)
         return {t: v.float() for t, v in self.encoder(images, taps).items()}
 
+    def _missing(self, kind: str, wanted: set[tuple[int, int]], memory: dict[tuple[int, int], dict[str, np.ndarray]]
+                 ) -> list[tuple[int, int]]:
+        """The crops of ``wanted`` (``(index, variant)`` pairs of ``kind`` content or style) in neither ``memory``
+        nor the folder; those in the folder are read into ``memory``."""
+        todo = []
+        for key in sorted(wanted - memory.keys()):
+            stored = self._load(f"{kind}_{key[0]:06d}_{key[1]}")
+            if stored is None:
+                todo.append(key)
+            else:
+                memory[key] = stored
+        return todo
+
+    def _keep(self, kind: str, key: tuple[int, int], memory: dict[tuple[int, int], dict[str, np.ndarray]],
+              arrays: dict[str, np.ndarray]) -> None:
+        """Keep a freshly encoded crop in ``memory`` and in the folder."""
+        memory[key] = arrays
+        self._save(f"{kind}_{key[0]:06d}_{key[1]}", arrays)
+
     def _fill(self, content: set[tuple[int, int]], style: set[tuple[int, int]]) -> None:
         """Make sure the photo crops ``content`` and painting crops ``style`` (``(index, variant)`` pairs) are in
         memory: read from the folder, else encoded together (one pass per kind) and written there."""
-        todo = []
-        for key in sorted(content - self.maps.keys()):
-            stored = self._load(f"content_{key[0]:06d}_{key[1]}")
-            if stored is None:
-                todo.append(key)
-            else:
-                self.maps[key] = stored["relu4_1"]
+        todo = self._missing("content", content, self.maps)
         if todo:
             fmaps = self._encode([self.crop(self.content, "content", *key) for key in todo], ("relu4_1",))["relu4_1"]
             for key, fmap in zip(todo, fmaps.half().cpu().numpy()):
-                self.maps[key] = fmap
-                self._save(f"content_{key[0]:06d}_{key[1]}", {"relu4_1": fmap})
-        todo = []
-        for key in sorted(style - self.stats.keys()):
-            stored = self._load(f"style_{key[0]:06d}_{key[1]}")
-            if stored is None:
-                todo.append(key)
-            else:
-                self.stats[key] = stored
+                self._keep("content", key, self.maps, {"relu4_1": fmap})
+        todo = self._missing("style", style, self.stats)
         if todo:
             feats = self._encode([self.crop(self.style, "style", *key) for key in todo], TAPS)
             moments = {tap: [m.flatten(1).cpu().numpy() for m in calc_mean_std(feats[tap])] for tap in TAPS}
             for i, key in enumerate(todo):
-                self.stats[key] = {f"{tap}/{name}": moments[tap][j][i] for tap in TAPS
-                                   for j, name in enumerate(("mean", "std"))}
-                self._save(f"style_{key[0]:06d}_{key[1]}", self.stats[key])
+                self._keep("style", key, self.stats, {f"{tap}/{name}": moments[tap][j][i] for tap in TAPS
+                                                      for j, name in enumerate(("mean", "std"))})
 
     def batch(self, keys: list[tuple[int, int, int]]) -> EncodedBatch:
         """The step's inputs for sampler keys ``(content_index, style_index, crop_seed)`` (see :data:`EncodedBatch`):
@@ -134,7 +139,7 @@ class FeatureCache:
             vc, vs = (int(v) for v in torch.randint(0, self.crops, (2,), generator=gen))
             picks.append(((ci, vc), (si, vs)))
         self._fill({c for c, _ in picks}, {s for _, s in picks})
-        maps = torch.stack([torch.from_numpy(self.maps[c].astype(np.float32)) for c, _ in picks])
+        maps = torch.stack([torch.from_numpy(self.maps[c]["relu4_1"].astype(np.float32)) for c, _ in picks])
         paintings = torch.stack([to_tensor(self.crop(self.style, "style", *s)) for _, s in picks])
 
         def stacked(name: str) -> Tensor:

@@ -51,8 +51,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-images", type=_bool, default=S, help="keep decoded images in memory")
     p.add_argument("--cached-crops", type=int, default=S,
                    help="N > 0: each photo and painting offers N fixed crops (with flips) whose encoder passes are "
-                        "made once and reused, up to a fifth less time per step on a CPU once crops repeat; not "
-                        "with identity losses or warm-up (default 0: a fresh random crop every time)")
+                        "made once and reused (0.75× the time per step on a 2-core CPU once cached, "
+                        "bench/train_step.py); not with identity losses or warm-up (default 0: a fresh random crop)")
     p.add_argument("--feature-dir", default=S, help="with --cached-crops: keep the encodings in this folder "
                                                      "between runs (default: memory only)")
     p.add_argument("--workers", dest="num_workers", type=int, default=S, help="data loader processes")

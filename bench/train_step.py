@@ -46,7 +46,7 @@ def main() -> None:
         content = torch.rand(args.batch_size, 3, args.crop, args.crop, generator=gen)
         style = torch.rand(args.batch_size, 3, args.crop, args.crop, generator=gen)
         with torch.no_grad():
-            fc = trainer.encoder(content, ("relu4_1",))["relu4_1"]
+            fc = trainer.encoder(content, trainer.content_taps)
             stats = {t: calc_mean_std(f) for t, f in trainer.encoder(style, TAPS).items()}
 
         def every_step() -> None:

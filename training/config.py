@@ -70,7 +70,8 @@ class TrainConfig:
     identity_pixel: float = 0.0  # identity loss: pixel L1 weight of photos/paintings decoded from their own features
     identity_feature: float = 0.0  # identity loss: weight of the per-layer-balanced feature MSE of those decodes
     identity_fraction: float = 0.25  # share of the batch's photos and of its paintings used for identity losses
-    structure_weight: float = 0.0  # MSE of instance-normalised relu4_1, output vs photo (content_corr as a loss)
+    structure_weight: float = 0.0  # MSE of instance-normalised features, output vs photo (content_corr as a loss)
+    structure_taps: list[str] = field(default_factory=lambda: ["relu4_1"])  # taps of that term, summed
     colour_weight: float = 0.0   # sliced Wasserstein distance between output and painting RGB distributions
     palette: bool = False        # train for the engine's palette colour mode: losses see the output given the
     #                              painting's RGB mean/covariance (transform fitted without gradient, applied with)

@@ -48,6 +48,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "identity_feature": cfg.identity_feature,
             "identity_fraction": cfg.identity_fraction,
             "structure_weight": cfg.structure_weight,
+            "structure_taps": list(cfg.structure_taps),
             "colour_weight": cfg.colour_weight,
             "palette": cfg.palette,
             "precision": state.get("precision", cfg.precision),

@@ -12,7 +12,8 @@ the cache), so a step is never slower than encoding every time and gets faster a
 for the crop itself, whose border sees zero padding: with the decoder of step 9,207 the content loss on them was
 33 % higher, 27 % in the crop's centre, so the step would train on different targets.)
 
-Kept in memory (a 128 px crop's relu4_1 as float16: 256 kB) and, with a folder, on disk as one ``.npz`` per crop
+The photos' features are kept at the taps the step needs (relu4_1, and the structure term's: ``content_taps``).
+Kept in memory (a 128 px crop's relu4_1 as float16: 256 kB; relu3_1 512 kB more) and, with a folder, on disk as one ``.npz`` per crop
 under a key of encoder, sizes and image list, so a later run on the same machine skips the encoding.
 """
 
@@ -34,13 +35,13 @@ from .data import ImageSource, mix_seed, random_crop, to_tensor
 
 __all__ = ["FeatureCache", "EncodedBatch"]
 
-#: One step's inputs: photo relu4_1 (B, 512, crop/8, crop/8) float32; painting crops (B, 3, crop, crop) float32
+#: One step's inputs: photo features tap → (B, C, h, w) float32 (relu4_1: (B, 512, crop/8, crop/8)); painting crops (B, 3, crop, crop) float32
 #: in [0, 1]; painting statistics tap → (mean, std), each (B, C, 1, 1) float32.
-EncodedBatch = tuple[Tensor, Tensor, dict[str, tuple[Tensor, Tensor]]]
+EncodedBatch = tuple[dict[str, Tensor], Tensor, dict[str, tuple[Tensor, Tensor]]]
 
 
 class FeatureCache:
-    """Photos' relu4_1 and paintings' style statistics of ``crops`` fixed crops per image, encoded on first use.
+    """Photos' features and paintings' style statistics of ``crops`` fixed crops per image, encoded on first use.
 
     Args:
         encoder: the frozen encoder (its device is where encoding runs).
@@ -48,15 +49,17 @@ class FeatureCache:
         crops: fixed crops per image (≥ 1).
         encoder_id: names the encoder in the disk key.
         folder: where to keep the encodings between runs (``None``: memory only).
+        content_taps: the photos' taps to keep (a stored crop without one of them is encoded again).
     """
 
     def __init__(self, encoder: Encoder, content: ImageSource, style: ImageSource, crops: int, encoder_id: str,
-                 folder: str | Path | None = None) -> None:
+                 folder: str | Path | None = None, content_taps: tuple[str, ...] = ("relu4_1",)) -> None:
         if crops < 1:
             raise ValueError(f"cached crops per image must be ≥ 1, got {crops}")
         self.encoder, self.content, self.style, self.crops = encoder, content, style, crops
+        self.content_taps = content_taps
         self.device = next(encoder.parameters()).device
-        self.maps: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (photo, crop) → {"relu4_1": float16 map}
+        self.maps: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (photo, crop) → {tap: float16 map}
         self.stats: dict[tuple[int, int], dict[str, np.ndarray]] = {}  # (painting, crop) → {"<tap>/mean": …}
         self.folder: Path | None = None
         if folder is not None:
@@ -95,14 +98,14 @@ class FeatureCache:
         images = torch.stack([to_tensor(c) for c in crops]).to(self.device)
         return {t: v.float() for t, v in self.encoder(images, taps).items()}
 
-    def _missing(self, kind: str, wanted: set[tuple[int, int]], memory: dict[tuple[int, int], dict[str, np.ndarray]]
-                 ) -> list[tuple[int, int]]:
-        """The crops of ``wanted`` (``(index, variant)`` pairs of ``kind`` content or style) in neither ``memory``
-        nor the folder; those in the folder are read into ``memory``."""
+    def _missing(self, kind: str, wanted: set[tuple[int, int]], memory: dict[tuple[int, int], dict[str, np.ndarray]],
+                 names: tuple[str, ...]) -> list[tuple[int, int]]:
+        """The crops of ``wanted`` (``(index, variant)`` pairs of ``kind`` content or style) with all arrays
+        ``names`` in neither ``memory`` nor the folder; those in the folder are read into ``memory``."""
         todo = []
         for key in sorted(wanted - memory.keys()):
             stored = self._load(f"{kind}_{key[0]:06d}_{key[1]}")
-            if stored is None:
+            if stored is None or not set(names) <= stored.keys():
                 todo.append(key)
             else:
                 memory[key] = stored
@@ -117,12 +120,13 @@ class FeatureCache:
     def _fill(self, content: set[tuple[int, int]], style: set[tuple[int, int]]) -> None:
         """Make sure the photo crops ``content`` and painting crops ``style`` (``(index, variant)`` pairs) are in
         memory: read from the folder, else encoded together (one pass per kind) and written there."""
-        todo = self._missing("content", content, self.maps)
+        todo = self._missing("content", content, self.maps, self.content_taps)
         if todo:
-            fmaps = self._encode([self.crop(self.content, "content", *key) for key in todo], ("relu4_1",))["relu4_1"]
-            for key, fmap in zip(todo, fmaps.half().cpu().numpy()):
-                self._keep("content", key, self.maps, {"relu4_1": fmap})
-        todo = self._missing("style", style, self.stats)
+            feats = self._encode([self.crop(self.content, "content", *key) for key in todo], self.content_taps)
+            fmaps = {tap: f.half().cpu().numpy() for tap, f in feats.items()}
+            for i, key in enumerate(todo):
+                self._keep("content", key, self.maps, {tap: fmaps[tap][i] for tap in self.content_taps})
+        todo = self._missing("style", style, self.stats, tuple(f"{tap}/mean" for tap in TAPS))
         if todo:
             feats = self._encode([self.crop(self.style, "style", *key) for key in todo], TAPS)
             moments = {tap: [m.flatten(1).cpu().numpy() for m in calc_mean_std(feats[tap])] for tap in TAPS}
@@ -139,7 +143,8 @@ class FeatureCache:
             vc, vs = (int(v) for v in torch.randint(0, self.crops, (2,), generator=gen))
             picks.append(((ci, vc), (si, vs)))
         self._fill({c for c, _ in picks}, {s for _, s in picks})
-        maps = torch.stack([torch.from_numpy(self.maps[c]["relu4_1"].astype(np.float32)) for c, _ in picks])
+        maps = {tap: torch.stack([torch.from_numpy(self.maps[c][tap].astype(np.float32)) for c, _ in picks])
+                for tap in self.content_taps}
         paintings = torch.stack([to_tensor(self.crop(self.style, "style", *s)) for _, s in picks])
 
         def stacked(name: str) -> Tensor:

@@ -153,7 +153,15 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16
                                            and self.device.type == "cuda")
         layers, content_weight = cfg.loss_weights()
+        unknown = [t for t in cfg.structure_taps if t not in TAPS]
+        if unknown or not cfg.structure_taps:
+            raise ValueError(f"structure taps must be some of {', '.join(TAPS)}, got {cfg.structure_taps!r}")
+        #: the photos' taps a step needs: relu4_1 (the AdaIN input) and the structure term's
+        self.content_taps = tuple(t for t in TAPS if t == "relu4_1" or
+                                  (cfg.structure_weight > 0 and t in cfg.structure_taps))
         self.loss_fn = AdaINLoss(LossWeights(cfg.style_weight, layers, content_weight))
+        #: the output's taps the losses need: the style terms' and the photos'
+        self.out_taps = tuple(t for t in TAPS if t in layers or t in self.content_taps)
 
         self.step = 0
         self.wall_time = 0.0
@@ -211,7 +219,7 @@ class Trainer:
                 raise ValueError("--cached-crops cannot serve the warm-up or the identity losses (they need the "
                                  "photos' pixels): turn one or the other off")
             self.features = FeatureCache(self.encoder, self.content, self.style, cfg.cached_crops, cfg.encoder_id,
-                                         cfg.feature_dir or None)
+                                         cfg.feature_dir or None, self.content_taps)
         if self.is_main:
             log.info("data: %d content, %d style images (manifest %s…)", len(self.content_paths),
                      len(self.style_paths), self.manifest[:12])
@@ -226,14 +234,16 @@ class Trainer:
         return self.cfg.lr / (1.0 + self.cfg.lr_decay * step)
 
     def train_step(self, content: Tensor | None, style: Tensor, as_floats: bool = True,
-                   encoded: tuple[Tensor, dict[str, tuple[Tensor, Tensor]]] | None = None) -> dict[str, Any]:
+                   encoded: tuple[dict[str, Tensor], dict[str, tuple[Tensor, Tensor]]] | None = None
+                   ) -> dict[str, Any]:
         """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
         ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``) as floats, or as detached 0-d tensors with
         ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
 
         ``encoded``: the frozen encoder's passes made already (:class:`training.features.FeatureCache`): the photos'
-        relu4_1 (B, 512, S/8, S/8) and the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1); then
+        features at :attr:`content_taps`, tap → (B, C, h, w) (relu4_1: (B, 512, S/8, S/8)), and the paintings' channel
+        statistics, tap → (mean, std) each (B, C, 1, 1); then
         ``content`` is not used (pass ``None``; no identity losses or warm-up)."""
         cfg = self.cfg
         warm = self.step < cfg.warmup_steps
@@ -242,7 +252,6 @@ class Trainer:
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         style = style.to(self.device, non_blocking=True, memory_format=fmt)
         layers = self.loss_fn.weights.layers
-        out_taps = tuple(dict.fromkeys(tuple(layers) + ("relu4_1",)))
         k = 0 if warm or cfg.identity_pixel + cfg.identity_feature <= 0 else \
             max(1, math.ceil(cfg.identity_fraction * style.shape[0]))
         if encoded is not None and (warm or k):
@@ -252,13 +261,16 @@ class Trainer:
         with self._autocast():
             with torch.no_grad():
                 if encoded is not None:
-                    fc = {"relu4_1": encoded[0].to(self.device, non_blocking=True, memory_format=fmt)}
+                    missing = [t for t in self.content_taps if t not in encoded[0]]
+                    if missing:
+                        raise ValueError(f"the encoded photos lack the taps {missing} this step needs")
+                    fc = {t: v.to(self.device, non_blocking=True, memory_format=fmt) for t, v in encoded[0].items()}
                     s_stats = {t: (m.to(self.device), sd.to(self.device)) for t, (m, sd) in encoded[1].items()}
                 else:
                     if content is None:
                         raise ValueError("train_step needs the photos or their encoded features")
                     content = content.to(self.device, non_blocking=True, memory_format=fmt)
-                    fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else ("relu4_1",)).items()}
+                    fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else self.content_taps).items()}
                     if not warm:
                         fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
                     s_stats = style_stats(fs)
@@ -269,20 +281,22 @@ class Trainer:
                 if cfg.palette:
                     out = palette_recolour(out, style)
                     decoded = torch.cat([out.to(recon.dtype), recon])
-                f_all = self.encoder(decoded, out_taps)
+                f_all = self.encoder(decoded, self.out_taps)
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
                 fr = {t: v[target.shape[0]:] for t, v in f_all.items()}
             else:
                 out = self.model(target)
                 if cfg.palette and not warm:
                     out = palette_recolour(out, style)
-                fo = self.encoder(out, ("relu4_1",) if warm else out_taps)
+                fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
         fo = {t: v.float() for t, v in fo.items()}
-        loss, parts = self.loss_fn(fo, target, None if warm else s_stats)
         if warm:
+            loss, parts = self.loss_fn(fo, target, None)
             pixel = F.l1_loss(out.float(), content)
             parts["pixel_l1"] = pixel.detach()
             loss = loss + pixel
+        else:
+            loss, parts = self.objective(out, fo, fc, target, s_stats, style)
         if k:
             originals = torch.cat([content[:k], style[:k]])
             orig_feats = {t: torch.cat([fc[t][:k], fs[t][:k]]) for t in layers}
@@ -290,15 +304,6 @@ class Trainer:
                                       cfg.identity_feature)
             parts["identity_pixel"], parts["identity_feature"] = pix.detach(), feat.detach()
             loss = loss + pix + feat
-        if cfg.structure_weight > 0 and not warm:
-            structure = cfg.structure_weight * structure_loss(fo["relu4_1"], fc["relu4_1"])
-            parts["structure"] = structure.detach()
-            loss = loss + structure
-        if cfg.colour_weight > 0 and not warm:
-            dirs = unit_directions(32, seed=self.step, device=self.device)
-            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()
-            parts["colour"] = colour.detach()
-            loss = loss + colour
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -306,6 +311,38 @@ class Trainer:
         self.step += 1
         result = {"loss": loss.detach(), **parts}
         return {k: float(v) for k, v in result.items()} if as_floats else result
+
+    def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
+                  style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
+        content and style terms, the structure term and the colour term, each as configured.
+
+        Args:
+            out: (B, 3, S, S) float, the images to score (decoded, or any pixels), already given the painting's
+                palette when the recipe trains for it (:func:`training.losses.palette_recolour`).
+            out_feats: their encoder features, tap → (B, C, h, w), at :attr:`out_taps`.
+            content_feats: the photos' features at :attr:`content_taps`.
+            target: (B, 512, S/8, S/8) the AdaIN target.
+            style_stats: the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1).
+            style: (B, 3, S', S') float in [0, 1], the paintings (for the colour term).
+
+        Returns:
+            ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
+            ``style/<tap>``, ``structure``, ``colour``).
+        """
+        cfg = self.cfg
+        loss, parts = self.loss_fn(out_feats, target, style_stats)
+        if cfg.structure_weight > 0:
+            structure = cfg.structure_weight * sum(structure_loss(out_feats[t], content_feats[t])
+                                                   for t in cfg.structure_taps)
+            parts["structure"] = structure.detach()
+            loss = loss + structure
+        if cfg.colour_weight > 0:
+            dirs = unit_directions(32, seed=self.step, device=self.device)
+            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()
+            parts["colour"] = colour.detach()
+            loss = loss + colour
+        return loss, parts
 
     # ------------------------------------------------------------------ bookkeeping
     def state(self) -> dict[str, Any]:
@@ -404,8 +441,8 @@ class Trainer:
             while self.step < cfg.steps:
                 t0 = time.monotonic()
                 if self.features is not None:
-                    maps, style, stats = next(loader)
-                    parts = self.train_step(None, style, encoded=(maps, stats))
+                    feats, style, stats = next(loader)
+                    parts = self.train_step(None, style, encoded=(feats, stats))
                 else:
                     content, style = next(loader)
                     parts = self.train_step(content, style)

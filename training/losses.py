@@ -34,7 +34,8 @@ def content_loss(out_feat: Tensor, target: Tensor) -> Tensor:
 
 
 def structure_loss(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-5) -> Tensor:
-    """MSE between the instance-normalised relu4_1 ``(B, 512, h, w)`` of the decoded image and of the photo.
+    """MSE between the instance-normalised features ``(B, C, h, w)`` of the decoded image and of the photo at one
+    tap (relu4_1 by default; relu3_1 pins the photo's structure at a quarter of the image's size).
 
     Each channel counts once whatever its scale, unlike :func:`content_loss`, whose AdaIN target carries the
     painting's stds, so its big-std channels dominate. Per channel it is ``2·(1 − r)`` with ``r`` the spatial

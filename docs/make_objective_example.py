@@ -1,0 +1,125 @@
+"""Make the training log's objective example (docs/images/objective_example.jpg): for one photo × painting pair,
+the trained decoders' outputs beside the image that the training objective itself asks for — the pixels optimised
+directly against the same loss (no decoder) — and print each one's loss terms.
+
+If the optimised image lacks a flaw that the decoders show, the flaw is the decoder's (too few steps, too little
+capacity), not the objective's. ``--fit N`` also trains a copy of the last decoder on this one pair for N steps: if
+it gets near the optimised pixels' loss, the architecture can paint that image and what is missing is training. The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnoth
+bear portrait (GPL, Debian's wesnoth-data); both are read from ../shared/data (never committed).
+
+Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from adain_core.adain import adain
+from adain_core.images import load_image, pil_to_tensor, resize_shorter, tensor_to_pil
+from training.config import TrainConfig
+from training.losses import palette_recolour, style_stats
+from training.loop import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+PANEL = 256  # px, the panels' shorter side
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", type=Path,
+                        help="decoder file or checkpoint to show (repeat; default: the shipped decoder)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "objective_example.jpg")
+    parser.add_argument("--size", type=int, default=256, help="shorter side of photo and painting in px")
+    parser.add_argument("--steps", type=int, default=250, help="Adam steps on the pixels")
+    parser.add_argument("--fit", type=int, default=0, help="Adam steps of a copy of the last decoder on this pair")
+    parser.add_argument("--fit-lr", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    # the objective: stretch 10's recipe (docs/TRAINING_LOG.md)
+    parser.add_argument("--style-weight", type=float, default=7.0)
+    parser.add_argument("--structure-weight", type=float, default=0.75)
+    parser.add_argument("--structure-taps", nargs="+", default=["relu4_1"])
+    parser.add_argument("--colour-weight", type=float, default=10.0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(out_dir=tempfile.mkdtemp(prefix="adain-objective-"), style_weight=args.style_weight, structure_weight=args.structure_weight,
+                      structure_taps=args.structure_taps, colour_weight=args.colour_weight, palette=True,
+                      precision="fp32", device="cpu", progress=False)
+
+    def load(folder: str, pattern: str) -> torch.Tensor:
+        path = sorted((args.data / folder).glob(pattern))[0]
+        return resize_shorter(pil_to_tensor(load_image(path).convert("RGB"))[0], args.size)
+
+    photo, painting = load("content", "*000000007784.jpg"), load("style", "*monsters_bear.jpg")
+    scorer = Trainer(cfg, folder_data=False)
+    with torch.no_grad():
+        fc = scorer.encoder(photo, scorer.content_taps)
+        s_stats = style_stats(scorer.encoder(painting, scorer.out_taps))
+        target = adain(fc["relu4_1"], *s_stats["relu4_1"])
+
+    def score(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        out = palette_recolour(pixels, painting)
+        loss, parts = scorer.objective(out, scorer.encoder(out, scorer.out_taps), fc, target, s_stats, painting)
+        return out, loss, parts
+
+    def report(name: str, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        terms = "  ".join(f"{k} {float(parts[k]):.3f}" for k in ("content", "style", "structure", "colour"))
+        print(f"{name:>28}: total {float(loss):.3f}  {terms}")
+
+    panels, names = [photo, painting], ["photo", "painting"]
+    for path in args.model or [ROOT / "adain_core" / "models" / "default.safetensors"]:
+        decoder = Trainer(cfg, init_decoder=path, folder_data=False).decoder.eval()
+        with torch.no_grad():
+            out, loss, parts = score(decoder(target))
+        report(path.name, loss, parts)
+        panels.append(out)
+        names.append(path.name)
+
+    if args.fit:
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=args.fit_lr)
+        for step in range(args.fit):
+            _, loss, parts = score(decoder(target))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            if step % 50 == 0:
+                report(f"{names[-1]} fitted, step {step}", loss.detach(), parts)
+        with torch.no_grad():
+            out, loss, parts = score(decoder(target))
+        report(f"{names[-1]} fitted, {args.fit} steps", loss, parts)
+        panels.append(out)
+        names.append(f"{names[-1]} fitted to the pair")
+
+    pixels = photo.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([pixels], lr=0.02)
+    for _ in range(args.steps):
+        _, loss, _ = score(pixels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            pixels.clamp_(-0.5, 1.5)
+    with torch.no_grad():
+        out, loss, parts = score(pixels)
+    report(f"pixels, {args.steps} Adam steps", loss, parts)
+    panels.append(out)
+    names.append("optimised pixels")
+
+    images = [tensor_to_pil(p.clamp(0, 1)) for p in panels]
+    images = [im.resize((round(im.width * PANEL / im.height), PANEL), Image.LANCZOS) for im in images]
+    sheet = Image.new("RGB", (sum(im.width for im in images) + 8 * (len(images) - 1), PANEL), "white")
+    x = 0
+    for im in images:
+        sheet.paste(im, (x, 0))
+        x += im.width + 8
+    sheet.save(args.out, quality=88, optimize=True)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB): {' | '.join(names)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,8 +4,11 @@ directly against the same loss (no decoder) — and print each one's loss terms.
 
 If the optimised image lacks a flaw that the decoders show, the flaw is the decoder's (too few steps, too little
 capacity), not the objective's. ``--fit N`` also trains a copy of the last decoder on this one pair for N steps: if
-it gets near the optimised pixels' loss, the architecture can paint that image and what is missing is training. The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnoth
-bear portrait (GPL, Debian's wesnoth-data); both are read from ../shared/data (never committed).
+it gets near the optimised pixels' loss, the architecture can paint that image and what is missing is training.
+
+The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnoth bear portrait (GPL, Debian's
+wesnoth-data); both are read from ../shared/data (never committed). The loss is the training objective
+(:meth:`training.loop.Trainer.objective`) with stretch 10's weights unless told otherwise.
 
 Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--threads 1]
 """
@@ -47,9 +50,9 @@ def main() -> None:
     parser.add_argument("--colour-weight", type=float, default=10.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(out_dir=tempfile.mkdtemp(prefix="adain-objective-"), style_weight=args.style_weight, structure_weight=args.structure_weight,
-                      structure_taps=args.structure_taps, colour_weight=args.colour_weight, palette=True,
-                      precision="fp32", device="cpu", progress=False)
+    cfg = TrainConfig(out_dir=tempfile.mkdtemp(prefix="adain-objective-"), style_weight=args.style_weight,
+                      structure_weight=args.structure_weight, structure_taps=args.structure_taps,
+                      colour_weight=args.colour_weight, palette=True, precision="fp32", device="cpu", progress=False)
 
     def load(folder: str, pattern: str) -> torch.Tensor:
         path = sorted((args.data / folder).glob(pattern))[0]

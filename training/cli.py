@@ -73,8 +73,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="weight of the MSE between instance-normalised relu4_1 of output and photo: each channel's "
                         "structure counts equally, whatever the painting's scale for it (default 0)")
     p.add_argument("--structure-taps", nargs="+", metavar="TAP", default=S,
-                   help="encoder taps (relu1_1 … relu4_1) of the structure term, each weighted --structure-weight (default relu4_1; "
-                        "relu3_1 adds the photo's structure at a quarter of its size, 4 px in the image)")
+                   help="encoder taps (relu1_1 … relu4_1) of the structure term, each weighted --structure-weight "
+                        "(default relu4_1; relu3_1 adds the photo's structure at a quarter of its size)")
     p.add_argument("--colour-weight", type=float, default=S,
                    help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
     p.add_argument("--palette", type=_bool, default=S,

@@ -13,8 +13,8 @@ for the crop itself, whose border sees zero padding: with the decoder of step 9,
 33 % higher, 27 % in the crop's centre, so the step would train on different targets.)
 
 The photos' features are kept at the taps the step needs (relu4_1, and the structure term's: ``content_taps``).
-Kept in memory (a 128 px crop's relu4_1 as float16: 256 kB; relu3_1 512 kB more) and, with a folder, on disk as one ``.npz`` per crop
-under a key of encoder, sizes and image list, so a later run on the same machine skips the encoding.
+Kept in memory (a 128 px crop's relu4_1 as float16: 256 kB; relu3_1 512 kB more) and, with a folder, on disk as one
+``.npz`` per crop under a key of encoder, sizes and image list, so a later run on the same machine skips the encoding.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from .data import ImageSource, mix_seed, random_crop, to_tensor
 
 __all__ = ["FeatureCache", "EncodedBatch"]
 
-#: One step's inputs: photo features tap → (B, C, h, w) float32 (relu4_1: (B, 512, crop/8, crop/8)); painting crops (B, 3, crop, crop) float32
-#: in [0, 1]; painting statistics tap → (mean, std), each (B, C, 1, 1) float32.
+#: One step's inputs: photo features tap → (B, C, h, w) float32 (relu4_1: (B, 512, crop/8, crop/8)); painting crops
+#: (B, 3, crop, crop) float32 in [0, 1]; painting statistics tap → (mean, std), each (B, C, 1, 1) float32.
 EncodedBatch = tuple[dict[str, Tensor], Tensor, dict[str, tuple[Tensor, Tensor]]]
 
 

@@ -4,15 +4,18 @@ transform, the α blend, per-region mixing, and :func:`style_transfer`, the whol
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Union
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["calc_mean_std", "masked_mean_std", "adain", "blend_alpha", "AdaIN", "Stats", "region_stats",
-           "adain_target", "StreamingStats", "style_transfer"]
+__all__ = ["calc_mean_std", "masked_mean_std", "adain", "blend_alpha", "AdaIN", "Stats", "Masks", "region_stats",
+           "adain_target", "adain_targets", "StreamingStats", "style_transfer"]
 
 #: Channel statistics of each style region: ``(mean, std)`` pairs, each (B|1, C, 1, 1).
 Stats = list[tuple[Tensor, Tensor]]
+#: Each style region's soft mask on one feature grid, (B|1, 1, h, w) in [0, 1], or ``None`` (everywhere).
+Masks = Sequence[Union[Tensor, None]]
 
 
 def calc_mean_std(feat: Tensor, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
@@ -123,7 +126,7 @@ class AdaIN(nn.Module):
         return f"eps={self.eps}"
 
 
-def region_stats(feat: Tensor, masks: Sequence[Tensor | None]) -> Stats:
+def region_stats(feat: Tensor, masks: Masks) -> Stats:
     """Content statistics of each style region: over the whole image where its mask is ``None``, else weighted.
 
     Args:
@@ -133,8 +136,7 @@ def region_stats(feat: Tensor, masks: Sequence[Tensor | None]) -> Stats:
     return [calc_mean_std(feat) if m is None else masked_mean_std(feat, m) for m in masks]
 
 
-def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: Sequence[Tensor | None],
-                 alpha: float) -> Tensor:
+def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: Masks, alpha: float) -> Tensor:
     """The decoder's input: each region's AdaIN target blended with α, the regions mixed by their soft masks.
 
     Where the masks sum to less than 1 the content features show through; where they overlap they share.
@@ -179,7 +181,7 @@ class StreamingStats:
         self.regions = regions
         self._sums: list[list[Tensor]] | None = None
 
-    def add(self, feat: Tensor, masks: Sequence[Tensor | None]) -> None:
+    def add(self, feat: Tensor, masks: Masks) -> None:
         """Accumulate a piece: ``feat`` (B, C, h, w) and, per region, its mask window (B|1, 1, h, w) or ``None``."""
         core = feat.double()
         b = core.shape[0]
@@ -211,27 +213,50 @@ class StreamingStats:
         return stats
 
 
-def style_transfer(encode: Callable[[Tensor], Tensor], decode: Callable[[Tensor], Tensor], content: Tensor,
-                   style_stats: Stats, masks: Sequence[Tensor | None] = (None,), alpha: float = 1.0,
-                   smooth: Callable[[Stats], Stats] | None = None) -> tuple[Tensor, Stats]:
-    """The method in one pass: encode → content statistics → AdaIN per region → mix → α → decode.
+def adain_targets(feats: dict[str, Tensor], style_stats: dict[str, Stats], content_stats: dict[str, Stats],
+                  masks: dict[str, Masks], alpha: float) -> dict[str, Tensor]:
+    """The decoder's inputs: :func:`adain_target` at each of its taps (relu4_1, and relu3_1 for a skip decoder).
+
+    Args:
+        feats: tap → (B, C, h, w) content features.
+        style_stats, content_stats, masks: tap → that tap's per-region arguments of :func:`adain_target`.
+        alpha: style strength (0 = content features).
+
+    Returns:
+        tap → (B, C, h, w) float32 target features.
+    """
+    return {t: adain_target(f, style_stats[t], content_stats[t], masks[t], alpha) for t, f in feats.items()}
+
+
+def style_transfer(encode: Callable[[Tensor], dict[str, Tensor]], decode: Callable[[dict[str, Tensor]], Tensor],
+                   content: Tensor, style_stats: dict[str, Stats], masks: dict[str, Masks] | None = None,
+                   alpha: float = 1.0, smooth: Callable[[dict[str, Stats]], dict[str, Stats]] | None = None
+                   ) -> tuple[Tensor, dict[str, Stats]]:
+    """The method in one pass: encode → content statistics → AdaIN per region → mix → α → decode, at each of the
+    decoder's input taps (relu4_1; and relu3_1 for a skip decoder, see :class:`adain_core.networks.Decoder`).
 
     The engine's one-pass path is this function; its tiled path is tested against it.
 
     Args:
-        encode: (B, 3, H, W) RGB in [0, 1] (H, W multiples of 8) → (B, C, H/8, W/8) relu4_1 features.
-        decode: features → (B, 3, H, W) RGB (not clamped).
+        encode: (B, 3, H, W) RGB in [0, 1] (H, W multiples of 8) → tap → features, e.g.
+            ``{"relu4_1": (B, 512, H/8, W/8)}``.
+        decode: tap → AdaIN target → (B, 3, H, W) RGB (not clamped).
         content: (B, 3, H, W) float in [0, 1].
-        style_stats: per region, style ``(mean, std)`` (B|1, C, 1, 1).
-        masks: per region, (B|1, 1, H/8, W/8) weights in [0, 1] or ``None``; one ``None`` = one style everywhere.
+        style_stats: tap → per region, style ``(mean, std)`` (B|1, C, 1, 1).
+        masks: tap → per region, weights in [0, 1] on that tap's grid ((B|1, 1, H/8, W/8) at relu4_1) or ``None``;
+            default: every region everywhere.
         alpha: style strength.
-        smooth: optional hook given the measured content statistics, returning those to use (temporal smoothing).
+        smooth: optional hook given the measured content statistics (tap → per region), returning those to use
+            (temporal smoothing).
 
     Returns:
-        ``(image, content_stats)``: the decoded (B, 3, H, W) image and the content statistics used.
+        ``(image, content_stats)``: the decoded (B, 3, H, W) image and the content statistics used (tap → per
+        region).
     """
-    feat = encode(content)
-    stats = region_stats(feat, masks)
+    feats = encode(content)
+    if masks is None:
+        masks = {t: [None] * len(style_stats[t]) for t in feats}
+    stats = {t: region_stats(f, masks[t]) for t, f in feats.items()}
     if smooth is not None:
         stats = smooth(stats)
-    return decode(adain_target(feat, style_stats, stats, masks, alpha)), stats
+    return decode(adain_targets(feats, style_stats, stats, masks, alpha)), stats

@@ -33,7 +33,7 @@ class StyleCard:
         encoder_id: the encoder the statistics belong to; a card only works with that encoder.
         mean: (C,) float32 relu4_1 channel means.
         std: (C,) float32 relu4_1 channel stds.
-        taps: tap name → ((C,), (C,)) mean/std at relu1_1 … relu3_1 (used by metrics).
+        taps: tap name → ((C,), (C,)) mean/std at relu1_1 … relu3_1 (used by metrics, and relu3_1's by skip decoders).
         style_size: shorter side in px the style image was resized to (None = original size).
         sources: one entry per source image: ``{"name", "sha256", "weight"}``.
         thumbnail: (h, w, 3) uint8 preview, at most 128 px on the longer side.

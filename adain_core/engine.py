@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .adain import Stats, StreamingStats, adain_target, calc_mean_std, style_transfer
+from .adain import Masks, Stats, StreamingStats, adain_targets, calc_mean_std, style_transfer
 from .cards import StyleCard
 from .color import Palette, after_image, after_pass, apply_palettes, fit_palettes, palette_target, recolor_styles
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
@@ -19,7 +19,7 @@ from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, Valu
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
                      resize_shorter, to_batch)
-from .networks import TAPS, Encoder, pad_to_multiple, padded_size
+from .networks import SKIP_TAP, TAP_SCALE, TAPS, Decoder, Encoder, pad_to_multiple, padded_size
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
@@ -42,13 +42,15 @@ StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
 Progress = Callable[[int, int], None]
 CancelHook = Callable[[], bool]
 Smoother = Callable[[Stats, str], Stats]  # (measured statistics, kind "stats" | "colour") → those to use
+Levels = dict[str, Stats]  # the decoder's input tap → per region (mean, std)
 
 
 @dataclass(frozen=True)
 class FrameState:
     """The running statistics of a frame sequence (see :meth:`Engine.stylize_frame`); opaque to callers: the content
-    statistics used per region, and in the ``palette`` colour mode the result's colour statistics the recolouring was
-    fitted to (per region RGB mean (B, 3) and covariance (B, 3, 3)), both smoothed across frames."""
+    statistics used per region (at each of the decoder's input taps in turn), and in the ``palette`` colour mode the
+    result's colour statistics the recolouring was fitted to (per region RGB mean (B, 3) and covariance (B, 3, 3)),
+    both smoothed across frames."""
 
     stats: Stats
     colour: Stats = ()
@@ -60,8 +62,8 @@ class _Job:
 
     pixels: Tensor  # (B, 3, Hp, Wp) padded (BORDER px around, then to a multiple of 8), on the engine's device
     size: tuple[int, int]  # original (H, W)
-    style_stats: Stats  # per region (B|1, C, 1, 1)
-    masks: list[Tensor | None]  # per region (B|1, 1, Hp/8, Wp/8) or None (= everywhere)
+    style_stats: Levels  # decoder tap → per region (B|1, C, 1, 1)
+    masks: dict[str, Masks]  # decoder tap → per region (B|1, 1, Hp/s, Wp/s) (s: TAP_SCALE) or None (= everywhere)
     options: StylizeOptions
     tiles: list[Tile] | None  # None = one pass
 
@@ -77,7 +79,7 @@ class Engine:
     Create with :func:`load`. All image inputs are sRGB-encoded RGB in [0, 1] (see :mod:`adain_core.images`).
     """
 
-    def __init__(self, encoder: Encoder, decoder: nn.Module, encoder_id: str, device: str | torch.device = "auto",
+    def __init__(self, encoder: Encoder, decoder: Decoder, encoder_id: str, device: str | torch.device = "auto",
                  precision: str = "auto", metadata: dict[str, object] | None = None,
                  model_path: Path | None = None) -> None:
         self.device = pick_device(device)
@@ -116,11 +118,27 @@ class Engine:
         """(B, 3, H, W) RGB in [0, 1] (H, W multiples of 8) → (B, 512, H/8, W/8) float32 relu4_1 features."""
         return self.features(x)["relu4_1"]
 
-    def decode(self, t: Tensor) -> Tensor:
-        """(B, 512, h, w) relu4_1 features (e.g. an AdaIN target) → (B, 3, 8h, 8w) float32 RGB, not clamped."""
+    def decode(self, t: Tensor, skip: Tensor | None = None) -> Tensor:
+        """(B, 512, h, w) relu4_1 features (e.g. an AdaIN target) → (B, 3, 8h, 8w) float32 RGB, not clamped.
+
+        ``skip``: the (B, 256, 2h, 2w) relu3_1 target, which a skip decoder needs (:attr:`taps`) and a plain one
+        refuses."""
         with torch.inference_mode(), autocast(self.device, self.precision):
-            out = self.decoder(t.to(memory_format=self._memory_format))
+            out = self.decoder(t.to(memory_format=self._memory_format),
+                               None if skip is None else skip.to(memory_format=self._memory_format))
         return out.float()
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """The encoder taps whose AdaIN targets the decoder reads: ``("relu4_1",)``, or ``("relu3_1", "relu4_1")``
+        for a skip decoder."""
+        return self.decoder.taps
+
+    def _encode_taps(self, x: Tensor) -> dict[str, Tensor]:
+        return self.features(x, self.taps)
+
+    def _decode_taps(self, targets: dict[str, Tensor]) -> Tensor:
+        return self.decode(targets["relu4_1"], targets.get(SKIP_TAP))
 
     # -- styles ---------------------------------------------------------------------------------------------
     def encode_style(self, image: ImageLike, size: int | None = 512, name: str | None = None) -> StyleCard:
@@ -180,25 +198,31 @@ class Engine:
             out[t] = (m.flatten().cpu(), s.flatten().cpu())
         return out
 
-    def _region_style_stats(self, card: StyleCard, color: str, content: Tensor) -> tuple[Tensor, Tensor]:
-        """The style statistics a region uses: the card's, or (colour hooks) those of its recoloured style images,
-        weighted like the card's sources. (B|1, C, 1, 1) each."""
+    def _region_style_stats(self, card: StyleCard, color: str, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """The style statistics a region uses at each of :attr:`taps`: the card's, or (colour hooks) those of its
+        recoloured style images, weighted like the card's sources. Tap → (mean, std), (B|1, C, 1, 1) each."""
         if color == "preserve" and (len(card.pixels) != len(card.sources) or not card.pixels):
             raise CardError(f"style card {card.name!r} carries no style pixels; the preserve colour mode needs a "
                             f"card made by encode_style (or a mix of such cards)")
         recoloured = recolor_styles(color, card.pixels, content)
         if recoloured is None:
-            return card.mean.reshape(1, -1, 1, 1), card.std.reshape(1, -1, 1, 1)
-        means, stds = [], []
+            stats = {"relu4_1": (card.mean, card.std), **card.taps}
+            missing = [t for t in self.taps if t not in stats]
+            if missing:
+                raise CardError(f"style card {card.name!r} has no {', '.join(missing)} statistics, which this model's "
+                                f"decoder reads; encode the style again")
+            return {t: (stats[t][0].reshape(1, -1, 1, 1), stats[t][1].reshape(1, -1, 1, 1)) for t in self.taps}
+        means: dict[str, list[Tensor]] = {t: [] for t in self.taps}
+        stds: dict[str, list[Tensor]] = {t: [] for t in self.taps}
         for images in recoloured:
-            m_acc = s_acc = 0.0
+            acc = {t: (0.0, 0.0) for t in self.taps}
             for image, w in zip(images, card.weights):
-                m, s = self._style_stats(image, ("relu4_1",))["relu4_1"]
-                m_acc = m_acc + w * m
-                s_acc = s_acc + w * s
-            means.append(m_acc)
-            stds.append(s_acc)
-        return torch.stack(means)[..., None, None], torch.stack(stds)[..., None, None]
+                for t, (m, s) in self._style_stats(image, self.taps).items():
+                    acc[t] = (acc[t][0] + w * m, acc[t][1] + w * s)
+            for t, (m, s) in acc.items():
+                means[t].append(m)
+                stds[t].append(s)
+        return {t: (torch.stack(means[t])[..., None, None], torch.stack(stds[t])[..., None, None]) for t in self.taps}
 
     # -- stylisation ----------------------------------------------------------------------------------------
     def stylize(self, content: ImageLike, style: StyleSpec, options: StylizeOptions | None = None, *,
@@ -356,7 +380,7 @@ class Engine:
         regions = _regions(style)
         h, w = pixels.shape[-2:]
         size = working_size(h, w, options.scale)
-        content_smooth = None if smooth is None else (lambda st: smooth(st, "stats"))
+        content_smooth = None if smooth is None else (lambda st: _levels(smooth(_flat(st), "stats"), self.taps))
         if size == (h, w):
             out, stats = self._run_full(pixels, regions, options, content_smooth, progress, cancel)
         else:
@@ -366,21 +390,22 @@ class Engine:
             out = guided_upsample(out, full, guide_low=small.cpu())
             out = after_image(options.color, after_pass(options.color, out, full), full)
         if options.color != "palette":
-            return out, stats, ()
+            return out, _flat(stats), ()
         palettes = _palettes(regions, pixels, options.alpha)
         fits = fit_palettes(out, palettes)
         if smooth is not None:
             fits = smooth(fits, "colour")
-        return apply_palettes(out, palettes, fits), stats, fits
+        return apply_palettes(out, palettes, fits), _flat(stats), fits
 
     def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
-                  smooth: Callable[[Stats], Stats] | None, progress: Progress | None,
-                  cancel: CancelHook | None) -> tuple[Tensor, Stats]:
-        """:meth:`_run` at the pixels' own size, before the palette recolouring."""
+                  smooth: Callable[[Levels], Levels] | None, progress: Progress | None,
+                  cancel: CancelHook | None) -> tuple[Tensor, Levels]:
+        """:meth:`_run` at the pixels' own size, before the palette recolouring; returns the content statistics used
+        at each of :attr:`taps`."""
         job = self._prepare(pixels, regions, options)
         color = options.color
         if job.tiles is None:
-            out, stats = style_transfer(self.encode, self.decode, job.pixels, job.style_stats, job.masks,
+            out, stats = style_transfer(self._encode_taps, self._decode_taps, job.pixels, job.style_stats, job.masks,
                                         options.alpha, smooth)
             out = to_host(job.crop(after_pass(color, out, job.pixels)))
             if progress is not None:
@@ -399,10 +424,12 @@ class Engine:
         b, _, h, w = pixels.shape
         padded, size = pad_to_multiple(to_device(pixels, self.device), border=BORDER)
         hp, wp = padded.shape[-2:]
-        masks = [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}", BORDER).to(self.device)
-                 for i, (_, m) in enumerate(regions)]
-        style_stats = [self._region_style_stats(card, options.color, pixels) for card, _ in regions]
-        style_stats = [(m.to(self.device), s.to(self.device)) for m, s in style_stats]
+        masks = {tap: [None if m is None else feature_mask(m, b, (h, w), f"mask {i + 1}", BORDER,
+                                                           TAP_SCALE[tap]).to(self.device)
+                       for i, (_, m) in enumerate(regions)] for tap in self.taps}
+        per_region = [self._region_style_stats(card, options.color, pixels) for card, _ in regions]
+        style_stats = {tap: [(r[tap][0].to(self.device), r[tap][1].to(self.device)) for r in per_region]
+                       for tap in self.taps}
         return _Job(padded, size, style_stats, masks, options, self._plan(b, hp, wp, options))
 
     def _plan(self, b: int, hp: int, wp: int, options: StylizeOptions) -> list[Tile] | None:
@@ -426,21 +453,23 @@ class Engine:
             return plan_tiles(hp, wp, core)
         return plan_tiles(hp, wp, int(tile))
 
-    def _tiled_stats(self, job: _Job, progress: Progress | None, cancel: CancelHook | None) -> Stats:
-        """Pass 1 of the tiled path: exact content statistics per region over the whole image, from the cores."""
-        acc = StreamingStats(len(job.masks))
+    def _tiled_stats(self, job: _Job, progress: Progress | None, cancel: CancelHook | None) -> Levels:
+        """Pass 1 of the tiled path: exact content statistics per region over the whole image, from the cores, at
+        each of :attr:`taps`."""
+        acc = {tap: StreamingStats(len(masks)) for tap, masks in job.masks.items()}
         total = 2 * len(job.tiles)
         for i, t in enumerate(job.tiles):
             _check_cancel(cancel)
-            f = self.encode(job.pixels[:, :, t.cy0:t.cy1, t.cx0:t.cx1])
-            core = f[:, :, (t.y0 - t.cy0) // 8:(t.y1 - t.cy0) // 8, (t.x0 - t.cx0) // 8:(t.x1 - t.cx0) // 8]
-            acc.add(core, [None if m is None else m[:, :, t.y0 // 8:t.y1 // 8, t.x0 // 8:t.x1 // 8]
-                           for m in job.masks])
+            for tap, f in self._encode_taps(job.pixels[:, :, t.cy0:t.cy1, t.cx0:t.cx1]).items():
+                s = TAP_SCALE[tap]
+                core = f[:, :, (t.y0 - t.cy0) // s:(t.y1 - t.cy0) // s, (t.x0 - t.cx0) // s:(t.x1 - t.cx0) // s]
+                acc[tap].add(core, [None if m is None else m[:, :, t.y0 // s:t.y1 // s, t.x0 // s:t.x1 // s]
+                                    for m in job.masks[tap]])
             if progress is not None:
                 progress(i + 1, total)
-        return acc.result()
+        return {tap: a.result() for tap, a in acc.items()}
 
-    def _render_tiles(self, job: _Job, stats: Stats, progress: Progress | None, cancel: CancelHook | None) -> Tensor:
+    def _render_tiles(self, job: _Job, stats: Levels, progress: Progress | None, cancel: CancelHook | None) -> Tensor:
         """Pass 2 of the tiled path: each tile decoded with the global statistics, feathered into a CPU canvas."""
         b, _, hp, wp = job.pixels.shape
         canvas = torch.zeros(b, 3, hp, wp)
@@ -448,9 +477,11 @@ class Engine:
         for i, t in enumerate(job.tiles):
             _check_cancel(cancel)
             region = job.pixels[:, :, t.cy0:t.cy1, t.cx0:t.cx1]
-            masks = [None if m is None else m[:, :, t.cy0 // 8:t.cy1 // 8, t.cx0 // 8:t.cx1 // 8] for m in job.masks]
-            target = adain_target(self.encode(region), job.style_stats, stats, masks, job.options.alpha)
-            paste_feathered(canvas, after_pass(job.options.color, self.decode(target), region), t)
+            masks = {tap: [None if m is None else m[:, :, t.cy0 // TAP_SCALE[tap]:t.cy1 // TAP_SCALE[tap],
+                                                     t.cx0 // TAP_SCALE[tap]:t.cx1 // TAP_SCALE[tap]] for m in ms]
+                     for tap, ms in job.masks.items()}
+            targets = adain_targets(self._encode_taps(region), job.style_stats, stats, masks, job.options.alpha)
+            paste_feathered(canvas, after_pass(job.options.color, self._decode_taps(targets), region), t)
             if progress is not None:
                 progress(n + i + 1, 2 * n)
         return canvas
@@ -477,6 +508,18 @@ def _palettes(regions: list[tuple[StyleCard, MaskLike | None]], pixels: Tensor, 
     ``pixels`` (B, 3, H, W), and the region's mask as given (any size)."""
     return [(*palette_target(card.palette(), pixels, alpha),
              None if mask is None else mask_to_tensor(mask, f"mask {i + 1}")) for i, (card, mask) in enumerate(regions)]
+
+
+def _flat(stats: Levels) -> Stats:
+    """Per-tap statistics as one list (the taps in turn, each with all its regions): the layout of
+    :class:`FrameState` and of the smoothing hooks."""
+    return [pair for per_region in stats.values() for pair in per_region]
+
+
+def _levels(flat: Stats, taps: tuple[str, ...]) -> Levels:
+    """The inverse of :func:`_flat` for the decoder's ``taps``."""
+    n = len(flat) // len(taps)
+    return {tap: flat[i * n:(i + 1) * n] for i, tap in enumerate(taps)}
 
 
 def _check_cancel(cancel: CancelHook | None) -> None:

@@ -256,18 +256,19 @@ def mask_to_tensor(mask: MaskLike, what: str = "mask") -> Tensor:
     raise ShapeError(what, "a PIL image, numpy array, tensor or path", None)
 
 
-def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = "mask", border: int = 0) -> Tensor:
+def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = "mask", border: int = 0,
+                 cell: int = 8) -> Tensor:
     """A mask at any size → weights on the feature grid of the image padded by :func:`pad_to_multiple` (with
-    ``border``).
+    ``border``): relu4_1's (``cell`` 8), or relu3_1's (``cell`` 4).
 
     Args:
         mask: see :func:`mask_to_tensor`.
         batch: the image batch size B (the mask's must be 1 or B).
         size: the image's (H, W) before padding; the mask is resized to it (bilinear), clamped to [0, 1],
-            padded like the image and averaged over 8x8 cells.
+            padded like the image and averaged over ``cell`` × ``cell`` cells.
 
     Returns:
-        (B|1, 1, Hp/8, Wp/8) float32 in [0, 1].
+        (B|1, 1, Hp/cell, Wp/cell) float32 in [0, 1].
 
     Raises:
         ValueRangeError: NaN or infinite values. ShapeError: another batch size.
@@ -281,7 +282,7 @@ def feature_mask(mask: MaskLike, batch: int, size: tuple[int, int], what: str = 
     if m.shape[-2:] != size:
         m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
     m, _ = pad_to_multiple(m, border=border)
-    return F.avg_pool2d(m, 8)
+    return F.avg_pool2d(m, cell)
 
 
 def resize_shorter(x: Tensor, size: int) -> Tensor:

@@ -6,16 +6,21 @@ and ``vgg19`` (the original AdaIN release's ``vgg_normalised.pth``/``decoder.pth
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "TAPS", "ARCHS", "Encoder", "build_encoder", "build_decoder", "decoder_width", "pad_to_multiple", "padded_size",
-    "CAFFE_MEAN_BGR",
+    "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_width",
+    "decoder_skip", "pad_to_multiple", "padded_size", "CAFFE_MEAN_BGR",
 ]
 
 TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+_TAP_CHANNELS: dict[str, int] = {"relu1_1": 64, "relu2_1": 128, "relu3_1": 256, "relu4_1": 512}
+#: each tap's downscaling: its maps are (H/s, W/s) for an (H, W) image
+TAP_SCALE: dict[str, int] = {"relu1_1": 1, "relu2_1": 2, "relu3_1": 4, "relu4_1": 8}
 CAFFE_MEAN_BGR: tuple[float, float, float] = (103.939, 116.779, 123.68)
 
 # Conv channel plan up to relu4_1: "M" is a 2x2 max-pool; names follow VGG's conv{block}_{index}.
@@ -114,12 +119,70 @@ def _hidden(channels: int, width: float) -> int:
     return channels if channels in (3, 512) else max(8, round(channels * width))
 
 
-def build_decoder(arch: str = "vgg16", width: float = 1.0) -> nn.Sequential:
+#: the encoder tap a skip decoder also reads (its AdaIN target, beside relu4_1's); see :class:`Decoder`
+SKIP_TAP = "relu3_1"
+
+
+class Decoder(nn.Module):
+    """The decoder: mirror of the encoder from relu4_1 to RGB (see :func:`build_decoder`), optionally with a skip
+    input: the AdaIN target at :data:`SKIP_TAP` (1/4 of the image's size), added through a 1×1 convolution after the
+    first upsampling. The skip convolution starts at zero, so a skip decoder made from a plain decoder's weights
+    paints exactly what the plain one does until it is trained.
+
+    Its state-dict keys are those of an ``nn.Sequential`` of the layers (``"1.weight"`` …), plus ``skip.weight`` and
+    ``skip.bias`` with a skip input.
+    """
+
+    def __init__(self, layers: list[nn.Module], skip: nn.Conv2d | None = None, skip_after: int = -1) -> None:
+        super().__init__()
+        for i, layer in enumerate(layers):
+            self.add_module(str(i), layer)
+        self._layers = len(layers)
+        self.skip = skip
+        self.skip_after = skip_after
+
+    def __len__(self) -> int:
+        return self._layers
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        """The layers in order, as an ``nn.Sequential`` gives them (not the skip convolution)."""
+        return (self._modules[str(i)] for i in range(self._layers))
+
+    def __getitem__(self, index: int) -> nn.Module:
+        return list(self)[index]
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        """The encoder taps whose AdaIN targets the decoder reads, shallow first."""
+        return (SKIP_TAP, "relu4_1") if self.skip is not None else ("relu4_1",)
+
+    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
+        """Decode.
+
+        Args:
+            x: (B, 512, h, w) relu4_1 features (an AdaIN target).
+            skip: (B, 256, 2h, 2w) the :data:`SKIP_TAP` target; required by a skip decoder, refused by a plain one.
+
+        Returns:
+            (B, 3, 8h, 8w) RGB, roughly [0, 1] (unclamped).
+        """
+        if (skip is None) != (self.skip is None):
+            raise ValueError(f"this decoder reads {' and '.join(self.taps)}; got "
+                             f"{'relu4_1 only' if skip is None else 'a skip input as well'}")
+        for i, layer in enumerate(self):
+            x = layer(x)
+            if i == self.skip_after and self.skip is not None:
+                x = x + self.skip(skip)
+        return x
+
+
+def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False) -> Decoder:
     """Decoder: mirror of the encoder from relu4_1 (512 ch) to RGB, nearest ×2 upsampling, reflection padding,
-    ReLU, no normalisation. For ``vgg19`` at ``width`` 1 the keys match the original ``decoder.pth``.
+    ReLU, no normalisation. For ``vgg19`` at ``width`` 1 without skip the keys match the original ``decoder.pth``.
 
     ``width`` in (0, 1] scales every hidden layer's channels (0.5: about 4× fewer decoder FLOPs); the keys stay the
-    same, so :func:`decoder_width` reads it back from a state dict.
+    same, so :func:`decoder_width` reads it back from a state dict. ``skip``: also read the :data:`SKIP_TAP` target
+    (see :class:`Decoder`; :func:`decoder_skip` reads it back).
 
     Input (B, 512, h, w) → output (B, 3, 8h, 8w), RGB, roughly [0, 1] (unclamped). The ReLUs work in place (each
     follows a conv, whose backward does not need its output), which lowers the peak memory of a pass.
@@ -129,28 +192,42 @@ def build_decoder(arch: str = "vgg16", width: float = 1.0) -> nn.Sequential:
     if not 0 < width <= 1:
         raise ValueError(f"decoder width must be in (0, 1], got {width!r}")
     layers: list[nn.Module] = []
+    skip_after = -1
     # Walk the encoder backwards: each encoder conv (cin→cout) becomes a decoder conv (cout→cin);
     # a pool becomes an upsample placed after the first conv of the deeper block.
     plan = list(reversed(_PLANS[arch]))
     for i, item in enumerate(plan):
         if item == "M":
             layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            if skip_after < 0:
+                skip_after = len(layers) - 1
             continue
         _, cin, cout = item
         layers += [nn.ReflectionPad2d(1), nn.Conv2d(_hidden(cout, width), _hidden(cin, width), 3)]
         if i != len(plan) - 1:
             layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)
+    conv = None
+    if skip:
+        conv = nn.Conv2d(_TAP_CHANNELS[SKIP_TAP], _hidden(_TAP_CHANNELS[SKIP_TAP], width), 1)
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return Decoder(layers, conv, skip_after)
 
 
 def decoder_width(state: dict[str, Tensor]) -> float:
     """The ``width`` a decoder state dict (keys of :func:`build_decoder`) was built with: its first conv's output
     channels over the full decoder's 256. Returns 1.0 when there is no 4-d weight to read."""
-    convs = sorted((int(k.split(".")[0]), v) for k, v in state.items() if k.endswith(".weight") and v.ndim == 4)
+    convs = sorted((int(k.split(".")[0]), v) for k, v in state.items()
+                   if k.endswith(".weight") and v.ndim == 4 and k.split(".")[0].isdigit())
     if not convs:
         return 1.0
     first = convs[0][1]
     return first.shape[0] / 256
+
+
+def decoder_skip(state: dict[str, Tensor]) -> bool:
+    """Whether a decoder state dict has the :data:`SKIP_TAP` input (``skip.weight``)."""
+    return "skip.weight" in state
 
 
 def padded_size(h: int, w: int, multiple: int = 8, min_size: int = 16, border: int = 0) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from .convert import HED_H5_SHA256, convert_hed_h5, extract_hed_h5, load_origina
 from .errors import ChecksumError, ModelError
 from .extras import require
 from .fingerprint import sha256_file
-from .networks import ARCHS, Encoder, build_decoder, build_encoder, decoder_width
+from .networks import ARCHS, Decoder, Encoder, build_decoder, build_encoder, decoder_skip, decoder_width
 from .validate import check_name, check_state_finite
 
 __all__ = [
@@ -479,9 +479,10 @@ def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BA
     return dest / "decoder.pth"
 
 
-def build_decoder_from(model: ModelFile) -> torch.nn.Sequential:
-    """Build the decoder of a model file with its weights loaded (float32)."""
-    decoder = build_decoder(model.arch, decoder_width(model.decoder))
+def build_decoder_from(model: ModelFile) -> Decoder:
+    """Build the decoder of a model file (its width and skip input read from the weights) with its weights loaded
+    (float32)."""
+    decoder = build_decoder(model.arch, decoder_width(model.decoder), decoder_skip(model.decoder))
     _load_state(decoder, model.decoder, f"decoder of {model.path or 'model'}")
     decoder.requires_grad_(False)
     return decoder.eval()

@@ -171,10 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         contents = _contents(args.eval, args.size, args.images)
         styles = sorted((args.eval / "style").iterdir()) if args.eval is not None else []
         card = engine.encode_style(styles[0] if styles else torch.rand(1, 3, 256, 256), size=512)
-        stats = [(card.mean.reshape(1, -1, 1, 1), card.std.reshape(1, -1, 1, 1))]
+        stats = {"relu4_1": [(card.mean.reshape(1, -1, 1, 1), card.std.reshape(1, -1, 1, 1))]}
 
         def run(nets: tuple[Net, Net], x: Tensor) -> Tensor:
-            return style_transfer(nets[0], nets[1], x, stats)[0].clamp(0, 1)
+            encode, decode = nets
+            return style_transfer(lambda y: {"relu4_1": encode(y)}, lambda t: decode(t["relu4_1"]), x,
+                                  stats)[0].clamp(0, 1)
 
         eager = _eager(engine)
         refs = [run(eager, x) for x in contents]

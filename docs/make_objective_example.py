@@ -5,18 +5,21 @@ directly against the same loss (no decoder) — and print each one's loss terms.
 If the optimised image lacks a flaw that the decoders show, the flaw is the decoder's (too few steps, too little
 capacity), not the objective's. ``--fit N`` also trains a copy of the last decoder on this one pair for N steps: if
 it gets near the optimised pixels' loss, the architecture can paint that image and what is missing is training.
+``--fit-skip`` fits a second copy given the relu3_1 input as well (a skip decoder, its skip starting at zero), which
+measures what that input adds.
 
 The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnoth bear portrait (GPL, Debian's
 wesnoth-data); both are read from ../shared/data (never committed). The loss is the training objective
 (:meth:`training.loop.Trainer.objective`) with stretch 10's weights unless told otherwise.
 
-Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--threads 1]
+Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--fit-skip] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -24,6 +27,8 @@ from PIL import Image
 
 from adain_core.adain import adain
 from adain_core.images import load_image, pil_to_tensor, resize_shorter, tensor_to_pil
+from adain_core.networks import SKIP_TAP, TAPS, Decoder, decoder_skip
+from training.checkpoint import load_decoder_state
 from training.config import TrainConfig
 from training.losses import palette_recolour, style_stats
 from training.loop import Trainer
@@ -39,9 +44,10 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "objective_example.jpg")
     parser.add_argument("--size", type=int, default=256, help="shorter side of photo and painting in px")
-    parser.add_argument("--steps", type=int, default=250, help="Adam steps on the pixels")
+    parser.add_argument("--steps", type=int, default=250, help="Adam steps on the pixels (0: no such panel)")
     parser.add_argument("--fit", type=int, default=0, help="Adam steps of a copy of the last decoder on this pair")
     parser.add_argument("--fit-lr", type=float, default=1e-4)
+    parser.add_argument("--fit-skip", action="store_true", help="also fit a copy with the relu3_1 input")
     parser.add_argument("--threads", type=int, default=1)
     # the objective: stretch 10's recipe (docs/TRAINING_LOG.md)
     parser.add_argument("--style-weight", type=float, default=7.0)
@@ -61,9 +67,12 @@ def main() -> None:
     photo, painting = load("content", "*000000007784.jpg"), load("style", "*monsters_bear.jpg")
     scorer = Trainer(cfg, folder_data=False)
     with torch.no_grad():
-        fc = scorer.encoder(photo, scorer.content_taps)
-        s_stats = style_stats(scorer.encoder(painting, scorer.out_taps))
+        fc = scorer.encoder(photo, TAPS)
+        s_stats = style_stats(scorer.encoder(painting, TAPS))
         target = adain(fc["relu4_1"], *s_stats["relu4_1"])
+
+    def decode(decoder: Decoder) -> torch.Tensor:
+        return decoder(target, adain(fc[SKIP_TAP], *s_stats[SKIP_TAP]) if SKIP_TAP in decoder.taps else None)
 
     def score(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         out = palette_recolour(pixels, painting)
@@ -76,42 +85,49 @@ def main() -> None:
 
     panels, names = [photo, painting], ["photo", "painting"]
     for path in args.model or [ROOT / "adain_core" / "models" / "default.safetensors"]:
-        decoder = Trainer(cfg, init_decoder=path, folder_data=False).decoder.eval()
+        skip = decoder_skip(load_decoder_state(path)[0])
+        decoder = Trainer(replace(cfg, decoder_skip=skip), init_decoder=path, folder_data=False).decoder.eval()
         with torch.no_grad():
-            out, loss, parts = score(decoder(target))
+            out, loss, parts = score(decode(decoder))
         report(path.name, loss, parts)
         panels.append(out)
         names.append(path.name)
 
-    if args.fit:
+    last = path
+    for skip in (False, True) if args.fit_skip else (False,):
+        if not args.fit:
+            break
+        name = f"{last.name} fitted{' with relu3_1' if skip else ''}"
+        decoder = Trainer(replace(cfg, decoder_skip=skip), init_decoder=last, folder_data=False).decoder
         optimiser = torch.optim.Adam(decoder.parameters(), lr=args.fit_lr)
         for step in range(args.fit):
-            _, loss, parts = score(decoder(target))
+            _, loss, parts = score(decode(decoder))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             if step % 50 == 0:
-                report(f"{names[-1]} fitted, step {step}", loss.detach(), parts)
+                report(f"{name}, step {step}", loss.detach(), parts)
         with torch.no_grad():
-            out, loss, parts = score(decoder(target))
-        report(f"{names[-1]} fitted, {args.fit} steps", loss, parts)
+            out, loss, parts = score(decode(decoder))
+        report(f"{name}, {args.fit} steps", loss, parts)
         panels.append(out)
-        names.append(f"{names[-1]} fitted to the pair")
+        names.append(f"{name} to the pair")
 
-    pixels = photo.clone().requires_grad_(True)
-    optimiser = torch.optim.Adam([pixels], lr=0.02)
-    for _ in range(args.steps):
-        _, loss, _ = score(pixels)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    if args.steps:
+        pixels = photo.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([pixels], lr=0.02)
+        for _ in range(args.steps):
+            _, loss, _ = score(pixels)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            with torch.no_grad():
+                pixels.clamp_(-0.5, 1.5)
         with torch.no_grad():
-            pixels.clamp_(-0.5, 1.5)
-    with torch.no_grad():
-        out, loss, parts = score(pixels)
-    report(f"pixels, {args.steps} Adam steps", loss, parts)
-    panels.append(out)
-    names.append("optimised pixels")
+            out, loss, parts = score(pixels)
+        report(f"pixels, {args.steps} Adam steps", loss, parts)
+        panels.append(out)
+        names.append("optimised pixels")
 
     images = [tensor_to_pil(p.clamp(0, 1)) for p in panels]
     images = [im.resize((round(im.width * PANEL / im.height), PANEL), Image.LANCZOS) for im in images]

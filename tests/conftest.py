@@ -54,7 +54,7 @@ def make_image() -> Callable[..., Image.Image]:
     return synthetic_image
 
 
-def calibrated_random_model(path: Path, seed: int = 0) -> Path:
+def calibrated_random_model(path: Path, seed: int = 0, skip: bool = False) -> Path:
     """:func:`adain_core.testing.make_random_model`, then the decoder's last conv rescaled per channel so that a
     stylised synthetic picture comes out around 0.5 ± 0.2 instead of ±100 (which the final clamp turns into a
     black-and-white image that hides every numerical difference)."""
@@ -66,15 +66,16 @@ def calibrated_random_model(path: Path, seed: int = 0) -> Path:
     from adain_core.store import read_model, save_model
     from adain_core.testing import make_random_model
 
-    make_random_model(path, seed=seed)
+    make_random_model(path, seed=seed, skip=skip)
     engine = adain_core.load(path, device="cpu", precision="fp32")
     content, _ = pil_to_tensor(synthetic_image(96, 96, seed=11))
     card = engine.encode_style(synthetic_image(64, 64, seed=12), size=64)
-    target = adain(engine.features(content)["relu4_1"], card.mean, card.std)
-    raw = engine.decode(target)
+    style = {"relu4_1": (card.mean, card.std), **card.taps}
+    targets = {t: adain(f, *style[t]) for t, f in engine.features(content, engine.taps).items()}
+    raw = engine.decode(targets["relu4_1"], targets.get("relu3_1"))
     mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
     model = read_model(path)
-    last = max(int(k.split(".")[0]) for k in model.decoder)
+    last = max(int(k.split(".")[0]) for k in model.decoder if k[0].isdigit())
     scale = 0.2 / std
     model.decoder[f"{last}.weight"] = model.decoder[f"{last}.weight"].float() * scale[:, None, None, None]
     model.decoder[f"{last}.bias"] = (model.decoder[f"{last}.bias"].float() - mean) * scale + 0.5
@@ -88,6 +89,15 @@ def random_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete model file (encoder + decoder) with seeded random weights and a sane output range (see
     :func:`calibrated_random_model`), made once per session; no network."""
     return calibrated_random_model(tmp_path_factory.mktemp("random-model") / "random.safetensors", seed=0)
+
+
+@pytest.fixture(scope="session")
+def random_skip_engine(tmp_path_factory: pytest.TempPathFactory):
+    """A random skip decoder (it also reads relu3_1; its skip convolution random, not zero) on the CPU in fp32."""
+    import adain_core
+
+    path = calibrated_random_model(tmp_path_factory.mktemp("random-skip") / "random-skip.safetensors", 0, skip=True)
+    return adain_core.load(path, device="cpu", precision="fp32")
 
 
 @pytest.fixture(scope="session")

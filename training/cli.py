@@ -62,6 +62,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="per-layer loss weights preset (default hed-std, see docs/MODEL_CARD.md)")
     p.add_argument("--decoder-width", type=float, default=S,
                    help="decoder channels × this, in (0, 1] (default 1; 0.5 ≈ 4× fewer decoder FLOPs)")
+    p.add_argument("--decoder-skip", type=_bool, default=S,
+                   help="1: the decoder also reads the AdaIN target at relu3_1 (a zero-initialised 1×1 skip; "
+                        "--init-decoder with a plain decoder starts it as that decoder) (default 0)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
     p.add_argument("--identity-pixel", type=float, default=S,
                    help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (default 0)")
@@ -70,8 +73,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-fraction", type=float, default=S,
                    help="share of each batch's photos and paintings used for the identity losses (default 0.25)")
     p.add_argument("--structure-weight", type=float, default=S,
-                   help="weight of the MSE between instance-normalised relu4_1 of output and photo: each channel's "
-                        "structure counts equally, whatever the painting's scale for it (default 0)")
+                   help="weight of the MSE between instance-normalised features (at --structure-taps) of output "
+                        "and photo: each channel's structure counts equally, whatever the painting's scale for it "
+                        "(default 0)")
     p.add_argument("--structure-taps", nargs="+", metavar="TAP", default=S,
                    help="encoder taps (relu1_1 … relu4_1) of the structure term, each weighted --structure-weight "
                         "(default relu4_1; relu3_1 adds the photo's structure at a quarter of its size)")

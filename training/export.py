@@ -43,6 +43,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "lr_decay": cfg.lr_decay,
             "warmup_steps": cfg.warmup_steps,
             "decoder_width": cfg.decoder_width,
+            "decoder_skip": cfg.decoder_skip,
             "channels_last": cfg.channels_last,
             "identity_pixel": cfg.identity_pixel,
             "identity_feature": cfg.identity_feature,

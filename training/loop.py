@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adain_core.adain import adain, calc_mean_std
-from adain_core.networks import TAPS, Encoder, build_decoder, build_encoder
+from adain_core.networks import SKIP_TAP, TAPS, Encoder, build_decoder, build_encoder
 from adain_core.store import ENCODERS, load_encoder
 
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
@@ -144,7 +144,7 @@ class Trainer:
         self.encoder = (encoder if encoder is not None else make_encoder(cfg.encoder_id)).to(self.device).eval()
         self.encoder.requires_grad_(False)
         arch = ENCODERS.get(cfg.encoder_id, "vgg16")
-        self.decoder = build_decoder(arch, cfg.decoder_width).to(self.device)
+        self.decoder = build_decoder(arch, cfg.decoder_width, cfg.decoder_skip).to(self.device)
         if cfg.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
@@ -156,8 +156,8 @@ class Trainer:
         unknown = [t for t in cfg.structure_taps if t not in TAPS]
         if unknown or not cfg.structure_taps:
             raise ValueError(f"structure taps must be some of {', '.join(TAPS)}, got {cfg.structure_taps!r}")
-        #: the photos' taps a step needs: relu4_1 (the AdaIN input) and the structure term's
-        self.content_taps = tuple(t for t in TAPS if t == "relu4_1" or
+        #: the photos' taps a step needs: the decoder's AdaIN inputs and the structure term's
+        self.content_taps = tuple(t for t in TAPS if t in self.decoder.taps or
                                   (cfg.structure_weight > 0 and t in cfg.structure_taps))
         self.loss_fn = AdaINLoss(LossWeights(cfg.style_weight, layers, content_weight))
         #: the output's taps the losses need: the style terms' and the photos'
@@ -182,7 +182,13 @@ class Trainer:
             self.history_source = str(resume)
         elif init_decoder is not None:
             weights, info = load_decoder_state(Path(init_decoder))
-            self.decoder.load_state_dict({k: v.float() for k, v in weights.items()})
+            # a plain decoder's weights start a skip decoder: its skip convolution stays at zero
+            missing, unexpected = self.decoder.load_state_dict({k: v.float() for k, v in weights.items()},
+                                                               strict=False)
+            if unexpected or [k for k in missing if not k.startswith("skip.")]:
+                hint = " (a skip decoder's: train with --decoder-skip 1)" if "skip.weight" in unexpected else ""
+                raise ValueError(f"{init_decoder}: decoder weights do not fit this decoder{hint} (missing "
+                                 f"{missing[:3]}, unexpected {unexpected[:3]})")
             # count on from the steps the weights already had (a model file's metadata), unless told otherwise
             self.step = int(init_step if init_step is not None else info.get("step") or 0)
             self.history_source = str(init_decoder)
@@ -274,9 +280,11 @@ class Trainer:
                     if not warm:
                         fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
                     s_stats = style_stats(fs)
-                target = fc["relu4_1"] if warm else adain(fc["relu4_1"], *s_stats["relu4_1"])
+                targets = {t: fc[t] if warm else adain(fc[t], *s_stats[t]) for t in self.decoder.taps}
+                target = targets["relu4_1"]
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
-                decoded = self.model(torch.cat([target, fc["relu4_1"][:k], fs["relu4_1"][:k]]))
+                decoded = self.model(*[torch.cat([targets[t], fc[t][:k], fs[t][:k]]) for t in ("relu4_1", SKIP_TAP)
+                                       if t in targets])
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
                 if cfg.palette:
                     out = palette_recolour(out, style)
@@ -285,7 +293,7 @@ class Trainer:
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
                 fr = {t: v[target.shape[0]:] for t, v in f_all.items()}
             else:
-                out = self.model(target)
+                out = self.model(*[targets[t] for t in ("relu4_1", SKIP_TAP) if t in targets])
                 if cfg.palette and not warm:
                     out = palette_recolour(out, style)
                 fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
@@ -393,9 +401,9 @@ class Trainer:
         content, style = content.to(self.device), style.to(self.device)
         self.decoder.eval()
         with self._autocast():
-            fc = self.encoder(content, ("relu4_1",))["relu4_1"].float()
-            fs = self.encoder(style, ("relu4_1",))["relu4_1"].float()
-            out = self.decoder(adain(fc, *calc_mean_std(fs))).float()
+            taps = self.decoder.taps
+            fc, fs = self.encoder(content, taps), self.encoder(style, taps)
+            out = self.decoder(*[adain(fc[t].float(), *calc_mean_std(fs[t].float())) for t in reversed(taps)]).float()
             out = (palette_recolour(out, style) if self.cfg.palette else out).clamp(0, 1)
         self.decoder.train()
         rows = [torch.stack([c, s, o]) for c, s, o in zip(content.cpu(), style.cpu(), out.cpu())]

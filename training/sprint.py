@@ -27,7 +27,7 @@ from torch import Tensor
 from adain_core.adain import calc_mean_std, style_transfer
 from adain_core.color import color_stats, match_palettes
 from adain_core.engine import BORDER
-from adain_core.networks import build_encoder, pad_to_multiple
+from adain_core.networks import SKIP_TAP, Decoder, build_encoder, pad_to_multiple
 from adain_core.store import ENCODERS
 
 from .config import TrainConfig
@@ -72,7 +72,7 @@ def random_crops(images: Tensor, batch: int, size: int, generator: torch.Generat
 
 
 @torch.no_grad()
-def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents: list[Tensor], styles: list[Tensor],
+def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[Tensor], styles: list[Tensor],
                     device: torch.device, amp_dtype: torch.dtype | None,
                     palette: bool = False) -> tuple[list[list[Tensor]], list[float]]:
     """Stylise every content × style pair at α = 1 with the engine's one-pass method
@@ -87,23 +87,24 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: torch.nn.Module, contents
     Returns:
         ``(outputs[c][s], reconstructions[c])``: (1, 3, H, W) float CPU tensors in [0, 1].
     """
-    def encode(x: Tensor) -> Tensor:
+    def encode(x: Tensor) -> dict[str, Tensor]:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            return encoder(x, ("relu4_1",))["relu4_1"].float()
+            return {t: f.float() for t, f in encoder(x, decoder.taps).items()}
 
-    def decode(t: Tensor) -> Tensor:
+    def decode(targets: dict[str, Tensor]) -> Tensor:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            return decoder(t).float()
+            return decoder(targets["relu4_1"], targets.get(SKIP_TAP)).float()
 
     def finish(out: Tensor, hw: tuple[int, int]) -> Tensor:
         return out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]].clamp(0, 1).cpu()
 
-    style_stats = [calc_mean_std(encode(pad_to_multiple(s.to(device))[0])) for s in styles]
+    style_stats = [{t: [calc_mean_std(f)] for t, f in encode(pad_to_multiple(s.to(device))[0]).items()}
+                   for s in styles]
     palettes = [[(*color_stats(s.cpu()), None)] for s in styles]
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device), border=BORDER)
-        row = [finish(style_transfer(encode, decode, padded, [stats])[0], hw) for stats in style_stats]
+        row = [finish(style_transfer(encode, decode, padded, stats)[0], hw) for stats in style_stats]
         outputs.append([match_palettes(o, p) for o, p in zip(row, palettes)] if palette else row)
         recon.append(finish(decode(encode(padded)), hw))
     return outputs, recon

@@ -176,8 +176,9 @@ def test_bad_tile_arguments(random_engine, card_a) -> None:
 def test_tiled_path_equals_the_one_pass_function(random_engine, card_a, square_results, square) -> None:
     """The spine: adain_core.style_transfer, the method in one pass, is what the tiled path must reproduce."""
     padded, _ = pad_to_multiple(square, border=BORDER)
-    style_stats = [(card_a.mean.reshape(1, -1, 1, 1), card_a.std.reshape(1, -1, 1, 1))]
-    reference, _ = style_transfer(random_engine.encode, random_engine.decode, padded, style_stats)
+    style_stats = {"relu4_1": [(card_a.mean.reshape(1, -1, 1, 1), card_a.std.reshape(1, -1, 1, 1))]}
+    reference, _ = style_transfer(lambda x: {"relu4_1": random_engine.encode(x)},
+                                  lambda t: random_engine.decode(t["relu4_1"]), padded, style_stats)
     reference = reference[:, :, BORDER:BORDER + 256, BORDER:BORDER + 256]
     _, tiled, _ = square_results
     assert float((tiled - reference.clamp(0, 1)).abs().max()) <= 1e-4

@@ -291,3 +291,34 @@ def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, t
     out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
     assert out.shape == (1, 3, 24, 24)
 
+
+def test_skip_decoder_starts_as_the_plain_one_trains_exports_and_loads(image_dirs, tiny_config, tmp_path):
+    """``--decoder-skip 1 --init-decoder <plain>``: the plain decoder's weights with the skip convolution at zero
+    (the same pictures, see tests/adain_core/test_skip_decoder.py), then it trains, and the exported model loads in the
+    engine as a skip decoder reading relu3_1."""
+    import adain_core
+
+    plain = tmp_path / "plain"
+    assert _cli_train(image_dirs, plain, "--steps", "1") == 0
+    plain_model = tmp_path / "plain.safetensors"
+    assert cli.main(["export", str(plain / "checkpoint.pt"), "--out", str(plain_model), "--name", "plain"]) == 0
+    start = Trainer(dataclasses.replace(tiny_config, decoder_skip=True), init_decoder=plain_model)
+    assert start.decoder.taps == ("relu3_1", "relu4_1") and "relu3_1" in start.content_taps
+    weights = start.decoder.state_dict()
+    plain_weights = adain_core.load(plain_model, device="cpu", precision="fp32").decoder.state_dict()
+    assert set(weights) == set(plain_weights) | {"skip.weight", "skip.bias"}
+    assert all(torch.equal(weights[k], plain_weights[k]) for k in plain_weights)
+    assert not weights["skip.weight"].any() and not weights["skip.bias"].any()
+
+    run = tmp_path / "skip"
+    assert _cli_train(image_dirs, run, "--steps", "2", "--decoder-skip", "1", "--init-decoder", str(plain_model),
+                      "--structure-weight", "1", "--structure-taps", "relu3_1", "relu4_1") == 0
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert float(state["decoder"]["skip.weight"].abs().sum()) > 0  # it learned to use the new input
+    model_path = tmp_path / "skip.safetensors"
+    assert cli.main(["export", str(run / "checkpoint.pt"), "--out", str(model_path), "--name", "skip"]) == 0
+    engine = adain_core.load(model_path, device="cpu", precision="fp32")
+    assert engine.metadata["decoder_skip"] is True and engine.taps == ("relu3_1", "relu4_1")
+    out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
+    assert out.shape == (1, 3, 24, 24)
+

@@ -27,9 +27,10 @@ from torch import Tensor
 from adain_core.adain import calc_mean_std, style_transfer
 from adain_core.color import color_stats, match_palettes
 from adain_core.engine import BORDER
-from adain_core.networks import SKIP_TAP, Decoder, build_encoder, pad_to_multiple
+from adain_core.networks import SKIP_TAP, Decoder, build_encoder, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
 
+from .checkpoint import load_decoder_state
 from .config import TrainConfig
 from .pack import read_pack
 
@@ -171,6 +172,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"share of the batch used for identity losses (default {r['identity_fraction']})")
     p.add_argument("--structure-weight", type=float, default=r["structure_weight"],
                    help=f"instance-normalised relu4_1 (content_corr) loss weight (default {r['structure_weight']})")
+    p.add_argument("--decoder-skip", type=int, choices=[0, 1], default=None,
+                   help="1: the decoder also reads relu3_1 (a plain --init gets a zero-initialised skip); "
+                        "default: as the --init weights")
     p.add_argument("--colour-weight", type=float, default=r["colour_weight"],
                    help=f"RGB sliced Wasserstein weight (default {r['colour_weight']})")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
@@ -210,14 +214,16 @@ def run_sprint(args: argparse.Namespace) -> int:
     encoder_id = m["encoder"].get("encoder_id", "vgg16-hed-bsds500")
     encoder = build_encoder(ENCODERS.get(encoder_id, "vgg16"))
     encoder.load_state_dict(pack.encoder_state)
+    init = _init_path(args.init)
+    skip = decoder_skip(load_decoder_state(init)[0]) if args.decoder_skip is None else bool(args.decoder_skip)
     cfg = TrainConfig(content_dirs=[], style_dirs=[], out_dir=str(out), encoder_id=encoder_id, crop=args.size,
+                      decoder_skip=skip,
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, colour_weight=args.colour_weight,
                       palette=bool(args.palette), batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
-    init = _init_path(args.init)
     trainer = Trainer(cfg, init_decoder=init, encoder=encoder, folder_data=False)
     trainer.images = {"content": int(pack.content.shape[0]), "style": int(pack.style.shape[0])}
     trainer.manifest = m["files"]["images.bin"]["sha256"]

@@ -64,7 +64,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="decoder channels × this, in (0, 1] (default 1; 0.5 ≈ 4× fewer decoder FLOPs)")
     p.add_argument("--decoder-skip", type=_bool, default=S,
                    help="1: the decoder also reads the AdaIN target at relu3_1 (a zero-initialised 1×1 skip; "
-                        "--init-decoder with a plain decoder starts it as that decoder) (default 0)")
+                        "--init-decoder with a plain decoder starts it as that decoder) (default: as the "
+                        "--init-decoder weights, else 0)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
     p.add_argument("--identity-pixel", type=float, default=S,
                    help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (default 0)")
@@ -172,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .checkpoint import load_checkpoint
+    from adain_core.networks import decoder_skip
+
+    from .checkpoint import load_checkpoint, load_decoder_state
     from .loop import Trainer
 
     opts = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
@@ -181,6 +184,8 @@ def _train(args: argparse.Namespace) -> int:
         saved = load_checkpoint(Path(args.resume)).get("config")
         if saved:
             base = TrainConfig.from_dict(saved)
+    elif args.init_decoder:  # a skip decoder's weights go on training as one unless told otherwise
+        base = dataclasses.replace(base, decoder_skip=decoder_skip(load_decoder_state(Path(args.init_decoder))[0]))
     cfg = dataclasses.replace(base, **opts)
     cfg.style_weight = resolve_lambda(cfg.style_weight)
     trainer = Trainer(cfg, resume=args.resume, init_decoder=args.init_decoder, init_step=args.init_step)

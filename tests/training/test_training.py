@@ -321,4 +321,9 @@ def test_skip_decoder_starts_as_the_plain_one_trains_exports_and_loads(image_dir
     assert engine.metadata["decoder_skip"] is True and engine.taps == ("relu3_1", "relu4_1")
     out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
     assert out.shape == (1, 3, 24, 24)
+    # its weights go on training as a skip decoder without the option; a plain one refuses them in one line
+    assert _cli_train(image_dirs, tmp_path / "on", "--steps", "3", "--init-decoder", str(model_path)) == 0
+    assert "skip.weight" in torch.load(tmp_path / "on" / "checkpoint.pt", weights_only=True)["decoder"]
+    with pytest.raises(ValueError, match="train with --decoder-skip 1"):
+        Trainer(tiny_config, init_decoder=model_path)
 

@@ -283,8 +283,7 @@ class Trainer:
                 targets = {t: fc[t] if warm else adain(fc[t], *s_stats[t]) for t in self.decoder.taps}
                 target = targets["relu4_1"]
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
-                decoded = self.model(*[torch.cat([targets[t], fc[t][:k], fs[t][:k]]) for t in ("relu4_1", SKIP_TAP)
-                                       if t in targets])
+                decoded = self._decode({t: torch.cat([v, fc[t][:k], fs[t][:k]]) for t, v in targets.items()})
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
                 if cfg.palette:
                     out = palette_recolour(out, style)
@@ -293,7 +292,7 @@ class Trainer:
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
                 fr = {t: v[target.shape[0]:] for t, v in f_all.items()}
             else:
-                out = self.model(*[targets[t] for t in ("relu4_1", SKIP_TAP) if t in targets])
+                out = self._decode(targets)
                 if cfg.palette and not warm:
                     out = palette_recolour(out, style)
                 fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
@@ -319,6 +318,11 @@ class Trainer:
         self.step += 1
         result = {"loss": loss.detach(), **parts}
         return {k: float(v) for k, v in result.items()} if as_floats else result
+
+    def _decode(self, targets: dict[str, Tensor], model: nn.Module | None = None) -> Tensor:
+        """The decoder (by default :attr:`model`, the DDP/compiled wrapper) on AdaIN targets, tap → (B, C, h, w) at
+        the decoder's taps → (B, 3, S, S)."""
+        return (model or self.model)(targets["relu4_1"], targets.get(SKIP_TAP))
 
     def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
                   style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -403,7 +407,8 @@ class Trainer:
         with self._autocast():
             taps = self.decoder.taps
             fc, fs = self.encoder(content, taps), self.encoder(style, taps)
-            out = self.decoder(*[adain(fc[t].float(), *calc_mean_std(fs[t].float())) for t in reversed(taps)]).float()
+            targets = {t: adain(fc[t].float(), *calc_mean_std(fs[t].float())) for t in taps}
+            out = self._decode(targets, self.decoder).float()
             out = (palette_recolour(out, style) if self.cfg.palette else out).clamp(0, 1)
         self.decoder.train()
         rows = [torch.stack([c, s, o]) for c, s, o in zip(content.cpu(), style.cpu(), out.cpu())]

@@ -19,7 +19,7 @@ from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, Valu
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
                      resize_shorter, to_batch)
-from .networks import SKIP_TAP, TAP_SCALE, TAPS, Decoder, Encoder, pad_to_multiple, padded_size
+from .networks import TAP_SCALE, TAPS, Decoder, Encoder, decoder_inputs, pad_to_multiple, padded_size
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
@@ -138,7 +138,7 @@ class Engine:
         return self.features(x, self.taps)
 
     def _decode_taps(self, targets: dict[str, Tensor]) -> Tensor:
-        return self.decode(targets["relu4_1"], targets.get(SKIP_TAP))
+        return self.decode(*decoder_inputs(targets))
 
     # -- styles ---------------------------------------------------------------------------------------------
     def encode_style(self, image: ImageLike, size: int | None = 512, name: str | None = None) -> StyleCard:

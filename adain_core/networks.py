@@ -6,14 +6,14 @@ and ``vgg19`` (the original AdaIN release's ``vgg_normalised.pth``/``decoder.pth
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_width",
+    "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_inputs", "decoder_width",
     "decoder_skip", "pad_to_multiple", "padded_size", "CAFFE_MEAN_BGR",
 ]
 
@@ -212,6 +212,13 @@ def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False) -
         nn.init.zeros_(conv.weight)
         nn.init.zeros_(conv.bias)
     return Decoder(layers, conv, skip_after)
+
+
+def decoder_inputs(targets: Mapping[str, Tensor]) -> tuple[Tensor, Tensor | None]:
+    """A :class:`Decoder`'s positional inputs from AdaIN targets keyed by tap (those of its :attr:`Decoder.taps`):
+    ``(relu4_1, the SKIP_TAP target or None)``, so that ``decoder(*decoder_inputs(targets))`` also works through a
+    DDP or compiled wrapper."""
+    return targets["relu4_1"], targets.get(SKIP_TAP)
 
 
 def decoder_width(state: dict[str, Tensor]) -> float:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from adain_core.adain import adain, calc_mean_std
-from adain_core.networks import SKIP_TAP, TAPS, Encoder, build_decoder, build_encoder
+from adain_core.networks import TAPS, Encoder, build_decoder, build_encoder, decoder_inputs
 from adain_core.store import ENCODERS, load_encoder
 
 from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_checkpoint, set_rng_state
@@ -322,7 +322,7 @@ class Trainer:
     def _decode(self, targets: dict[str, Tensor], model: nn.Module | None = None) -> Tensor:
         """The decoder (by default :attr:`model`, the DDP/compiled wrapper) on AdaIN targets, tap → (B, C, h, w) at
         the decoder's taps → (B, 3, S, S)."""
-        return (model or self.model)(targets["relu4_1"], targets.get(SKIP_TAP))
+        return (model or self.model)(*decoder_inputs(targets))
 
     def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
                   style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

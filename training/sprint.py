@@ -27,7 +27,7 @@ from torch import Tensor
 from adain_core.adain import calc_mean_std, style_transfer
 from adain_core.color import color_stats, match_palettes
 from adain_core.engine import BORDER
-from adain_core.networks import SKIP_TAP, Decoder, build_encoder, decoder_skip, pad_to_multiple
+from adain_core.networks import Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
 
 from .checkpoint import load_decoder_state
@@ -94,7 +94,7 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
 
     def decode(targets: dict[str, Tensor]) -> Tensor:
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            return decoder(targets["relu4_1"], targets.get(SKIP_TAP)).float()
+            return decoder(*decoder_inputs(targets)).float()
 
     def finish(out: Tensor, hw: tuple[int, int]) -> Tensor:
         return out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]].clamp(0, 1).cpu()

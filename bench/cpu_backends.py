@@ -1,6 +1,7 @@
 """Candidate CPU back-ends for the full-resolution path, against the engine's fp32 eager path, in one run.
 
-Each candidate replaces the encoder (to relu4_1) and the decoder; the AdaIN step is the engine's. Printed per
+Each candidate replaces the encoder (to the decoder's taps: relu4_1, and relu3_1 for a skip decoder) and the decoder;
+the AdaIN step is the engine's. Printed per
 candidate: the median time of one 512² stylisation (interleaved with the eager path, A B A B, so a drifting machine
 affects both alike), the ratio, and the quality (mean and worst per-image mean absolute difference, in /255, against
 the eager fp32 output) over the content images of ``--eval`` (or seeded synthetic images).
@@ -37,108 +38,136 @@ from adain_core.adain import style_transfer  # noqa: E402
 from adain_core.images import load_image, to_batch  # noqa: E402
 from adain_core.testing import make_random_model  # noqa: E402
 
-Net = Callable[[Tensor], Tensor]
+#: encode: (1, 3, H, W) in [0, 1] → the decoder's taps' features in ``decoder_inputs`` order (relu4_1 first);
+#: decode: those targets → (1, 3, H, W)
+Encode = Callable[[Tensor], tuple[Tensor, ...]]
+Decode = Callable[..., Tensor]
+Nets = tuple[Encode, Decode]
 
 
-class _Relu41(nn.Module):
-    """The encoder as a plain tensor → tensor module (preprocessing included), for exporters and tracers."""
+class _Taps(nn.Module):
+    """The encoder as a plain tensor → tuple-of-tensors module (preprocessing included), for exporters and tracers:
+    (1, 3, H, W) in [0, 1] → the features at ``taps``, in that order."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, taps: tuple[str, ...]) -> None:
         super().__init__()
         self.encoder = copy.deepcopy(encoder)
+        self.taps = taps
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.encoder.layers(self.encoder.preprocess(x))
-
-
-def _eager(engine: adain_core.Engine) -> tuple[Net, Net]:
-    return engine.encode, engine.decode
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        feats = self.encoder(x, self.taps)
+        return tuple(feats[t] for t in self.taps)
 
 
-def _compiled(engine: adain_core.Engine) -> tuple[Net, Net]:
+def _input_taps(engine: adain_core.Engine) -> tuple[str, ...]:
+    """The decoder's taps in its positional order (:func:`decoder_inputs`): relu4_1, then the skip tap if any."""
+    return ("relu4_1",) + tuple(t for t in engine.taps if t != "relu4_1")
+
+
+def _eager(engine: adain_core.Engine) -> Nets:
+    taps = _input_taps(engine)
+
+    def encode(x: Tensor) -> tuple[Tensor, ...]:
+        feats = engine.features(x, taps)
+        return tuple(feats[t] for t in taps)
+    return encode, engine.decode
+
+
+def _compiled(engine: adain_core.Engine) -> Nets:
     import torch._inductor.config as cfg
 
     cfg.freezing = True
-    enc = torch.compile(_Relu41(engine.encoder).eval())
+    enc = torch.compile(_Taps(engine.encoder, _input_taps(engine)).eval())
     dec = torch.compile(copy.deepcopy(engine.decoder))
     cl = torch.channels_last
 
-    def encode(x: Tensor) -> Tensor:
+    def encode(x: Tensor) -> tuple[Tensor, ...]:
         with torch.inference_mode():
-            return enc(x.contiguous(memory_format=cl)).float()
+            return tuple(f.float() for f in enc(x.contiguous(memory_format=cl)))
 
-    def decode(t: Tensor) -> Tensor:
+    def decode(*t: Tensor) -> Tensor:
         with torch.inference_mode():
-            return dec(t.contiguous(memory_format=cl)).float()
+            return dec(*(f.contiguous(memory_format=cl) for f in t)).float()
     return encode, decode
 
 
-def _int8(engine: adain_core.Engine, calib: list[Tensor]) -> tuple[Net, Net]:
+def _int8(engine: adain_core.Engine, calib: list[Tensor]) -> Nets:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     torch.backends.quantized.engine = "x86"
     qmap = get_default_qconfig_mapping("x86")  # per-channel symmetric weights, histogram-calibrated activations
-    enc_f = _Relu41(engine.encoder).to(memory_format=torch.contiguous_format)
+    enc_f = _Taps(engine.encoder, _input_taps(engine)).to(memory_format=torch.contiguous_format)
     dec_f = copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format)
     enc_p = prepare_fx(enc_f, qmap, (calib[0],))
-    dec_p = prepare_fx(dec_f, qmap, (engine.encode(calib[0]),))
+    dec_p = prepare_fx(dec_f, qmap, _eager(engine)[0](calib[0]))
     with torch.inference_mode():
         for x in calib:
-            f = enc_p(x)
-            dec_p(f)
+            dec_p(*enc_p(x))
     enc_q, dec_q = convert_fx(enc_p), convert_fx(dec_p)
 
-    def encode(x: Tensor) -> Tensor:
+    def encode(x: Tensor) -> tuple[Tensor, ...]:
         with torch.inference_mode():
-            return enc_q(x).float()
+            return tuple(f.float() for f in enc_q(x))
 
-    def decode(t: Tensor) -> Tensor:
+    def decode(*t: Tensor) -> Tensor:
         with torch.inference_mode():
-            return dec_q(t).float()
+            return dec_q(*t).float()
     return encode, decode
 
 
-def _export_onnx(module: nn.Module, example: Tensor, path: Path) -> None:
-    torch.onnx.export(module, (example,), str(path), input_names=["x"], output_names=["y"], dynamo=False,
+def _names(n: int) -> list[str]:
+    """ONNX input/output names of the decoder's n targets, in :func:`_input_taps` order."""
+    return [f"t{i}" for i in range(n)]
+
+
+def _export_onnx(module: nn.Module, example: tuple[Tensor, ...], path: Path, inputs: list[str],
+                 outputs: list[str]) -> None:
+    torch.onnx.export(module, example, str(path), input_names=inputs, output_names=outputs, dynamo=False,
                       opset_version=17)
 
 
-def _onnxrt(engine: adain_core.Engine, example: Tensor, tmp: Path) -> tuple[Net, Net]:
+def _onnxrt(engine: adain_core.Engine, example: Tensor, tmp: Path) -> Nets:
     import onnxruntime as ort
 
     enc_path, dec_path = tmp / "enc.onnx", tmp / "dec.onnx"
-    _export_onnx(_Relu41(engine.encoder).float().to(memory_format=torch.contiguous_format), example, enc_path)
-    _export_onnx(copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format), engine.encode(example),
-                 dec_path)
+    targets = _eager(engine)[0](example)
+    names = _names(len(targets))
+    _export_onnx(_Taps(engine.encoder, _input_taps(engine)).float().to(memory_format=torch.contiguous_format),
+                 (example,), enc_path, ["x"], names)
+    _export_onnx(copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format), targets, dec_path, names,
+                 ["y"])
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     enc_s = ort.InferenceSession(str(enc_path), opts, providers=["CPUExecutionProvider"])
     dec_s = ort.InferenceSession(str(dec_path), opts, providers=["CPUExecutionProvider"])
 
-    def encode(x: Tensor) -> Tensor:
-        return torch.from_numpy(enc_s.run(None, {"x": x.contiguous().numpy()})[0])
+    def encode(x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(torch.from_numpy(f) for f in enc_s.run(None, {"x": x.contiguous().numpy()}))
 
-    def decode(t: Tensor) -> Tensor:
-        return torch.from_numpy(dec_s.run(None, {"x": t.contiguous().numpy()})[0])
+    def decode(*t: Tensor) -> Tensor:
+        return torch.from_numpy(dec_s.run(None, {n: f.contiguous().numpy() for n, f in zip(names, t)})[0])
     return encode, decode
 
 
-def _openvino(engine: adain_core.Engine, example: Tensor) -> tuple[Net, Net]:
+def _openvino(engine: adain_core.Engine, example: Tensor) -> Nets:
     import openvino as ov
 
     core = ov.Core()
     cfg = {"INFERENCE_PRECISION_HINT": "f32"}
-    enc_m = ov.convert_model(_Relu41(engine.encoder).to(memory_format=torch.contiguous_format), example_input=example)
+    taps = _input_taps(engine)
+    enc_m = ov.convert_model(_Taps(engine.encoder, taps).to(memory_format=torch.contiguous_format),
+                             example_input=example)
     dec_m = ov.convert_model(copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format),
-                             example_input=engine.encode(example))
+                             example_input=_eager(engine)[0](example))
     enc_c, dec_c = core.compile_model(enc_m, "CPU", cfg), core.compile_model(dec_m, "CPU", cfg)
 
-    def encode(x: Tensor) -> Tensor:
-        return torch.from_numpy(enc_c(x.contiguous().numpy())[0].copy())
+    def encode(x: Tensor) -> tuple[Tensor, ...]:
+        out = enc_c(x.contiguous().numpy())
+        return tuple(torch.from_numpy(out[i].copy()) for i in range(len(taps)))
 
-    def decode(t: Tensor) -> Tensor:
-        return torch.from_numpy(dec_c(t.contiguous().numpy())[0].copy())
+    def decode(*t: Tensor) -> Tensor:
+        return torch.from_numpy(dec_c([f.contiguous().numpy() for f in t])[0].copy())
     return encode, decode
 
 
@@ -171,11 +200,13 @@ def main(argv: list[str] | None = None) -> int:
         contents = _contents(args.eval, args.size, args.images)
         styles = sorted((args.eval / "style").iterdir()) if args.eval is not None else []
         card = engine.encode_style(styles[0] if styles else torch.rand(1, 3, 256, 256), size=512)
-        stats = {"relu4_1": [(card.mean.reshape(1, -1, 1, 1), card.std.reshape(1, -1, 1, 1))]}
+        taps = _input_taps(engine)
+        card_stats = {"relu4_1": (card.mean, card.std), **card.taps}
+        stats = {t: [(card_stats[t][0].reshape(1, -1, 1, 1), card_stats[t][1].reshape(1, -1, 1, 1))] for t in taps}
 
-        def run(nets: tuple[Net, Net], x: Tensor) -> Tensor:
+        def run(nets: Nets, x: Tensor) -> Tensor:
             encode, decode = nets
-            return style_transfer(lambda y: {"relu4_1": encode(y)}, lambda t: decode(t["relu4_1"]), x,
+            return style_transfer(lambda y: dict(zip(taps, encode(y))), lambda t: decode(*(t[k] for k in taps)), x,
                                   stats)[0].clamp(0, 1)
 
         eager = _eager(engine)

@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
                          f"(default style; rows of other modes are named NAME+MODE)")
     ev.add_argument("--verbose-pairs", action="store_true", help="also print every pair's metrics")
 
+    cp = sub.add_parser("compare", help="two evaluations: means, pair-by-pair wins and the shipping rule "
+                                        "(exit 0: met, 1: not met)")
+    cp.add_argument("base", help="results.json of the decoder to beat (e.g. the shipped one)")
+    cp.add_argument("new", help="results.json of the candidate")
+    cp.add_argument("--base-name", help="model row in the base file (default: its first model)")
+    cp.add_argument("--new-name", help="model row in the new file (default: its first model)")
+
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
     ex.add_argument("checkpoint")
     ex.add_argument("--out", required=True, help="model .safetensors path")
@@ -233,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         from .evaluate import run_evaluate
 
         return run_evaluate(args)
+    if args.command == "compare":
+        from .compare import run_compare
+
+        return run_compare(args)
     if args.command == "export":
         from .export import run_export
 

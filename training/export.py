@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import torch
 from adain_core.store import ENCODERS, HED_ENCODER_ID, ModelFile, save_model
 
 from .checkpoint import load_checkpoint
+from .compare import read_result
 from .config import TrainConfig
 
 __all__ = ["export_checkpoint", "export_state", "run_export", "training_metadata"]
@@ -113,12 +115,15 @@ def run_export(args: argparse.Namespace) -> int:
     """``adain-train export``."""
     eval_means = None
     if args.eval_json:
-        results = json.loads(Path(args.eval_json).read_text())
-        models = results["models"]
-        key = args.eval_name or next(iter(models))
-        eval_means = dict(models[key]["means"])
-        eval_means.update({k: v for k, v in results.get("settings", {}).items() if k in ("size", "style_size")})
-        eval_means["pairs"] = len(models[key]["pairs"])
+        try:
+            result = read_result(args.eval_json, args.eval_name)
+        except ValueError as exc:
+            print(f"adain-train export: {exc}", file=sys.stderr)
+            return 2
+        settings = json.loads(Path(args.eval_json).read_text()).get("settings", {})
+        eval_means = dict(result["means"])
+        eval_means.update({k: v for k, v in settings.items() if k in ("size", "style_size")})
+        eval_means["pairs"] = len(result["pairs"])
     path = export_checkpoint(Path(args.checkpoint), Path(args.out), eval_means=eval_means,
                              dtype=_DTYPES[args.dtype], name=args.name, embed_encoder=args.embed_encoder)
     print(path)

@@ -1,0 +1,105 @@
+"""Two evaluations of ``adain-train evaluate`` compared: the means side by side, pair by pair, and the shipping rule.
+
+A single checkpoint's means on 64 pairs swing by more than the differences the shipping rule looks at
+(``docs/TRAINING_LOG.md``, stretch 13), so beside the means this counts, pair by pair, how often the new decoder
+scores better than the base one (spread: photo by photo). ``adain-train compare BASE.json NEW.json`` prints both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PAIR_METRICS", "CONTENT_CORR_SLACK", "read_result", "pair_wins", "ship_verdict", "format_wins",
+           "run_compare"]
+
+#: per-pair metrics of :mod:`training.evaluate` and whether lower is better
+PAIR_METRICS: dict[str, bool] = {"style_gap_ratio": True, "gram_gap": True, "colour_gap": True, "content_corr": False}
+
+#: how far the mean content_corr may fall for a new decoder to ship
+CONTENT_CORR_SLACK = 0.02
+
+
+def read_result(path: str | Path, name: str | None = None) -> dict[str, Any]:
+    """One model's result from a ``results.json`` of ``adain-train evaluate``.
+
+    Args:
+        path: the results file.
+        name: the model's row name (``NAME`` or ``NAME+MODE``); None: the only non-reference model, or the first.
+
+    Raises:
+        ValueError: one line naming the file, or the row and the rows it holds.
+    """
+    p = Path(path)
+    try:
+        models = json.loads(p.read_text())["models"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{p}: not a results.json of adain-train evaluate ({type(exc).__name__}: {exc})") from None
+    if name is None:
+        own = [k for k, v in models.items() if "model" in v] or list(models)
+        if not own:
+            raise ValueError(f"{p}: holds no models")
+        name = own[0]
+    if name not in models:
+        raise ValueError(f"{p}: no model {name!r}; it holds {', '.join(repr(k) for k in models)}")
+    return models[name]
+
+
+def pair_wins(base: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """How often ``new`` scores better than ``base`` on what both scored.
+
+    Returns:
+        metric → (wins, compared): per pair (matched by content and style names) for :data:`PAIR_METRICS`, and per
+        photo (matched by position; both must list the same photos) for ``spread``. A tie is not a win.
+    """
+    old = {(q["content"], q["style"]): q for q in base["pairs"]}
+    both = [(old[(q["content"], q["style"])], q) for q in new["pairs"] if (q["content"], q["style"]) in old]
+    if not both:
+        raise ValueError("the two evaluations share no content × style pair")
+    wins = {k: (sum((n[k] < b[k]) if lower else (n[k] > b[k]) for b, n in both), len(both))
+            for k, lower in PAIR_METRICS.items()}
+    sb, sn = base.get("spread", []), new.get("spread", [])
+    if sb and len(sb) == len(sn):
+        wins["spread"] = (sum(n > b for b, n in zip(sb, sn)), len(sb))
+    return wins
+
+
+def ship_verdict(base: dict[str, float], new: dict[str, float]) -> list[str]:
+    """The shipping rule on two evaluations' means: gram_gap and colour_gap lower, spread higher, content_corr not
+    lower by more than :data:`CONTENT_CORR_SLACK`. Returns what fails, one phrase each (empty: it ships)."""
+    fails = [f"{k} {new[k]:.3f} not below {base[k]:.3f}" for k in ("gram_gap", "colour_gap") if new[k] >= base[k]]
+    if new["spread"] <= base["spread"]:
+        fails.append(f"spread {new['spread']:.3f} not above {base['spread']:.3f}")
+    if new["content_corr"] < base["content_corr"] - CONTENT_CORR_SLACK:
+        fails.append(f"content_corr {new['content_corr']:.3f} more than {CONTENT_CORR_SLACK} below "
+                     f"{base['content_corr']:.3f}")
+    return fails
+
+
+def format_wins(base: dict[str, Any], new: dict[str, Any]) -> str:
+    """The means of both side by side with the new one's pair-by-pair wins, and the verdict, as printed text."""
+    wins = pair_wins(base, new)
+    lines = [f"{'metric':16s} {'base':>7s} {'new':>7s} {'new better on':>14s}"]
+    for k in (*PAIR_METRICS, "spread"):
+        won = f"{wins[k][0]} / {wins[k][1]}" if k in wins else "-"
+        lines.append(f"{k:16s} {base['means'][k]:7.3f} {new['means'][k]:7.3f} {won:>14s}")
+    fails = ship_verdict(base["means"], new["means"])
+    lines.append("shipping rule: " + ("met" if not fails else "not met (" + "; ".join(fails) + ")"))
+    return "\n".join(lines)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """``adain-train compare``: 0 when the shipping rule is met, 1 when not, 2 for unreadable input."""
+    try:
+        base = read_result(args.base, args.base_name)
+        new = read_result(args.new, args.new_name)
+        text = format_wins(base, new)
+    except (ValueError, KeyError) as exc:
+        print(f"adain-train compare: {exc if isinstance(exc, ValueError) else f'a result lacks {exc}'}",
+              file=sys.stderr)
+        return 2
+    print(text)
+    return 1 if ship_verdict(base["means"], new["means"]) else 0

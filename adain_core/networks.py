@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
-    "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_inputs", "decoder_width",
-    "decoder_skip", "pad_to_multiple", "padded_size", "CAFFE_MEAN_BGR",
+    "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_inputs",
+    "decoder_width", "decoder_skip", "pad_to_multiple", "padded_size", "CAFFE_MEAN_BGR",
 ]
 
 TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")

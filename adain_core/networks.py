@@ -156,6 +156,11 @@ class Decoder(nn.Module):
         """The encoder taps whose AdaIN targets the decoder reads, shallow first."""
         return (SKIP_TAP, "relu4_1") if self.skip is not None else ("relu4_1",)
 
+    @property
+    def input_taps(self) -> tuple[str, ...]:
+        """The same taps in :meth:`forward`'s positional order (relu4_1 first), the order of :func:`decoder_inputs`."""
+        return ("relu4_1", SKIP_TAP) if self.skip is not None else ("relu4_1",)
+
     def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
         """Decode.
 

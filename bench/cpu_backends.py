@@ -59,13 +59,8 @@ class _Taps(nn.Module):
         return tuple(feats[t] for t in self.taps)
 
 
-def _input_taps(engine: adain_core.Engine) -> tuple[str, ...]:
-    """The decoder's taps in its positional order (:func:`decoder_inputs`): relu4_1, then the skip tap if any."""
-    return ("relu4_1",) + tuple(t for t in engine.taps if t != "relu4_1")
-
-
 def _eager(engine: adain_core.Engine) -> Nets:
-    taps = _input_taps(engine)
+    taps = engine.decoder.input_taps
 
     def encode(x: Tensor) -> tuple[Tensor, ...]:
         feats = engine.features(x, taps)
@@ -77,7 +72,7 @@ def _compiled(engine: adain_core.Engine) -> Nets:
     import torch._inductor.config as cfg
 
     cfg.freezing = True
-    enc = torch.compile(_Taps(engine.encoder, _input_taps(engine)).eval())
+    enc = torch.compile(_Taps(engine.encoder, engine.decoder.input_taps).eval())
     dec = torch.compile(copy.deepcopy(engine.decoder))
     cl = torch.channels_last
 
@@ -97,7 +92,7 @@ def _int8(engine: adain_core.Engine, calib: list[Tensor]) -> Nets:
 
     torch.backends.quantized.engine = "x86"
     qmap = get_default_qconfig_mapping("x86")  # per-channel symmetric weights, histogram-calibrated activations
-    enc_f = _Taps(engine.encoder, _input_taps(engine)).to(memory_format=torch.contiguous_format)
+    enc_f = _Taps(engine.encoder, engine.decoder.input_taps).to(memory_format=torch.contiguous_format)
     dec_f = copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format)
     enc_p = prepare_fx(enc_f, qmap, (calib[0],))
     dec_p = prepare_fx(dec_f, qmap, _eager(engine)[0](calib[0]))
@@ -117,7 +112,7 @@ def _int8(engine: adain_core.Engine, calib: list[Tensor]) -> Nets:
 
 
 def _names(n: int) -> list[str]:
-    """ONNX input/output names of the decoder's n targets, in :func:`_input_taps` order."""
+    """ONNX input/output names of the decoder's n targets, in :attr:`Decoder.input_taps` order."""
     return [f"t{i}" for i in range(n)]
 
 
@@ -133,7 +128,7 @@ def _onnxrt(engine: adain_core.Engine, example: Tensor, tmp: Path) -> Nets:
     enc_path, dec_path = tmp / "enc.onnx", tmp / "dec.onnx"
     targets = _eager(engine)[0](example)
     names = _names(len(targets))
-    _export_onnx(_Taps(engine.encoder, _input_taps(engine)).float().to(memory_format=torch.contiguous_format),
+    _export_onnx(_Taps(engine.encoder, engine.decoder.input_taps).float().to(memory_format=torch.contiguous_format),
                  (example,), enc_path, ["x"], names)
     _export_onnx(copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format), targets, dec_path, names,
                  ["y"])
@@ -155,7 +150,7 @@ def _openvino(engine: adain_core.Engine, example: Tensor) -> Nets:
 
     core = ov.Core()
     cfg = {"INFERENCE_PRECISION_HINT": "f32"}
-    taps = _input_taps(engine)
+    taps = engine.decoder.input_taps
     enc_m = ov.convert_model(_Taps(engine.encoder, taps).to(memory_format=torch.contiguous_format),
                              example_input=example)
     dec_m = ov.convert_model(copy.deepcopy(engine.decoder).to(memory_format=torch.contiguous_format),
@@ -200,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         contents = _contents(args.eval, args.size, args.images)
         styles = sorted((args.eval / "style").iterdir()) if args.eval is not None else []
         card = engine.encode_style(styles[0] if styles else torch.rand(1, 3, 256, 256), size=512)
-        taps = _input_taps(engine)
+        taps = engine.decoder.input_taps
         card_stats = {"relu4_1": (card.mean, card.std), **card.taps}
         stats = {t: [(card_stats[t][0].reshape(1, -1, 1, 1), card_stats[t][1].reshape(1, -1, 1, 1))] for t in taps}
 

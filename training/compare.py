@@ -30,12 +30,16 @@ def read_result(path: str | Path, name: str | None = None) -> dict[str, Any]:
         path: the results file.
         name: the model's row name (``NAME`` or ``NAME+MODE``); None: the only non-reference model, or the first.
 
+    Returns:
+        the row (``means``, ``pairs``, ``spread`` …) with the file's ``settings`` (sizes, colour modes) added.
+
     Raises:
         ValueError: one line naming the file, or the row and the rows it holds.
     """
     p = Path(path)
     try:
-        models = json.loads(p.read_text())["models"]
+        doc = json.loads(p.read_text())
+        models = doc["models"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{p}: not a results.json of adain-train evaluate ({type(exc).__name__}: {exc})") from None
     if name is None:
@@ -45,7 +49,7 @@ def read_result(path: str | Path, name: str | None = None) -> dict[str, Any]:
         name = own[0]
     if name not in models:
         raise ValueError(f"{p}: no model {name!r}; it holds {', '.join(repr(k) for k in models)}")
-    return models[name]
+    return {**models[name], "settings": doc.get("settings", {})}
 
 
 def pair_wins(base: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[int, int]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -120,9 +119,8 @@ def run_export(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"adain-train export: {exc}", file=sys.stderr)
             return 2
-        settings = json.loads(Path(args.eval_json).read_text()).get("settings", {})
         eval_means = dict(result["means"])
-        eval_means.update({k: v for k, v in settings.items() if k in ("size", "style_size")})
+        eval_means.update({k: v for k, v in result["settings"].items() if k in ("size", "style_size")})
         eval_means["pairs"] = len(result["pairs"])
     path = export_checkpoint(Path(args.checkpoint), Path(args.out), eval_means=eval_means,
                              dtype=_DTYPES[args.dtype], name=args.name, embed_encoder=args.embed_encoder)

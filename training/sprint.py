@@ -27,7 +27,7 @@ from torch import Tensor
 from adain_core.adain import calc_mean_std, style_transfer
 from adain_core.color import color_stats, match_palettes
 from adain_core.engine import BORDER
-from adain_core.networks import Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
+from adain_core.networks import TAPS, Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
 
 from .checkpoint import load_decoder_state
@@ -171,7 +171,12 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--identity-fraction", type=float, default=r["identity_fraction"],
                    help=f"share of the batch used for identity losses (default {r['identity_fraction']})")
     p.add_argument("--structure-weight", type=float, default=r["structure_weight"],
-                   help=f"instance-normalised relu4_1 (content_corr) loss weight (default {r['structure_weight']})")
+                   help=f"instance-normalised feature (content_corr) loss weight per --structure-taps tap "
+                        f"(default {r['structure_weight']})")
+    p.add_argument("--structure-taps", nargs="+", metavar="TAP", choices=TAPS,
+                   default=list(TrainConfig().structure_taps),
+                   help="encoder taps of the structure term, each weighted --structure-weight (default relu4_1; "
+                        "the CPU run's recipe adds relu3_1)")
     p.add_argument("--decoder-skip", type=int, choices=[0, 1], default=None,
                    help="1: the decoder also reads relu3_1 (a plain --init gets a zero-initialised skip); "
                         "default: as the --init weights")
@@ -220,7 +225,8 @@ def run_sprint(args: argparse.Namespace) -> int:
                       decoder_skip=skip,
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
-                      structure_weight=args.structure_weight, colour_weight=args.colour_weight,
+                      structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
+                      colour_weight=args.colour_weight,
                       palette=bool(args.palette), batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)

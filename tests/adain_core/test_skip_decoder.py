@@ -13,7 +13,7 @@ import torch
 from adain_core import CardError, style_transfer
 from adain_core.engine import BORDER
 from adain_core.images import pil_to_tensor
-from adain_core.networks import build_decoder, decoder_skip, decoder_width, pad_to_multiple
+from adain_core.networks import build_decoder, decoder_inputs, decoder_skip, decoder_width, pad_to_multiple
 
 
 @pytest.mark.parametrize("width", [1.0, 0.5])
@@ -27,6 +27,9 @@ def test_zero_skip_paints_what_the_plain_decoder_paints(width: float) -> None:
     state = skip.state_dict()
     assert decoder_skip(state) and not decoder_skip(plain.state_dict()) and decoder_width(state) == width
     assert skip.taps == ("relu3_1", "relu4_1") and plain.taps == ("relu4_1",)
+    targets = {"relu4_1": t4, "relu3_1": t3}
+    assert skip.input_taps == ("relu4_1", "relu3_1") and plain.input_taps == ("relu4_1",)
+    assert torch.equal(skip(*(targets[t] for t in skip.input_taps)), skip(*decoder_inputs(targets)))
     with pytest.raises(ValueError, match="reads relu3_1 and relu4_1"):
         skip(t4)
     with pytest.raises(ValueError, match="reads relu4_1; got a skip input"):

@@ -88,7 +88,8 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     proc = subprocess.run(
         [sys.executable, "-m", "training.cli", "sprint", str(pack), "--out", str(out), "--device", "cpu",
          "--max-steps", "3", "--batch", "2", "--size", "32", "--eval-size", "32", "--precision", "fp32",
-         "--log-seconds", "0", "--snapshot-seconds", "0", "--palette", "1", "--decoder-skip", skip],
+         "--log-seconds", "0", "--snapshot-seconds", "0", "--palette", "1", "--decoder-skip", skip,
+         "--structure-taps", *(["relu3_1", "relu4_1"] if skip == "1" else ["relu4_1"])],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "images/s" in proc.stdout and "colour transfer (reference)" in proc.stdout
@@ -107,4 +108,5 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     engine = adain_core.load(out / "decoder.safetensors", device="cpu", precision="fp32")
     assert engine.metadata["steps"] >= 3 and engine.metadata["name"] == "sprint"
     assert engine.taps == (("relu3_1", "relu4_1") if skip == "1" else ("relu4_1",))
+    assert engine.metadata["structure_taps"] == list(engine.taps)  # the skip run also trained relu3_1's structure
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)

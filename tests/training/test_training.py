@@ -265,6 +265,7 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     assert meta["layer_weights_preset"] == "hed-std" and meta["layer_weights"]["relu4_1"] == 1 / 32
     assert meta["images"] == {"content": 6, "style": 5} and len(meta["data_manifest_sha256"]) == 64
     assert meta["eval"]["style_gap_ratio"] == pytest.approx(means["style_gap_ratio"])
+    assert meta["eval"]["size"] == meta["eval"]["style_size"] == 40 and meta["eval"]["pairs"] == 4
     assert "hardware_steps" in meta and "wall_time_hours" in meta
     for k, v in state["decoder"].items():
         assert torch.equal(engine.decoder.state_dict()[k].float(), v.half().float())

@@ -12,8 +12,7 @@ The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnot
 wesnoth-data); both are read from ../shared/data (never committed). The loss is the training objective
 (:meth:`training.loop.Trainer.objective`) with stretch 10's weights unless told otherwise.
 
-Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--fit-skip]
-       [--fit-skip-lr-mult 1] [--threads 1]
+Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--fit-skip] [--threads 1]
 """
 
 from __future__ import annotations
@@ -49,8 +48,6 @@ def main() -> None:
     parser.add_argument("--fit", type=int, default=0, help="Adam steps of a copy of the last decoder on this pair")
     parser.add_argument("--fit-lr", type=float, default=1e-4)
     parser.add_argument("--fit-skip", action="store_true", help="also fit a copy with the relu3_1 input")
-    parser.add_argument("--fit-skip-lr-mult", type=float, default=1.0,
-                        help="the skip convolution's learning rate, as a multiple of --fit-lr")
     parser.add_argument("--threads", type=int, default=1)
     # the objective: stretch 10's recipe (docs/TRAINING_LOG.md)
     parser.add_argument("--style-weight", type=float, default=7.0)
@@ -103,11 +100,7 @@ def main() -> None:
             break
         name = f"{last.name} fitted{' with relu3_1' if skip else ''}"
         decoder = Trainer(replace(cfg, decoder_skip=skip), init_decoder=last, folder_data=False).decoder
-        skip_params = list(decoder.skip.parameters()) if decoder.skip is not None else []
-        others = [p for p in decoder.parameters() if all(p is not q for q in skip_params)]
-        optimiser = torch.optim.Adam([{"params": others},
-                                      {"params": skip_params, "lr": args.fit_lr * args.fit_skip_lr_mult}],
-                                     lr=args.fit_lr)
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=args.fit_lr)
         for step in range(args.fit):
             _, loss, parts = score(decode(decoder))
             optimiser.zero_grad()

@@ -62,7 +62,9 @@ def main() -> None:
 
     def load(folder: str, pattern: str) -> torch.Tensor:
         path = sorted((args.data / folder).glob(pattern))[0]
-        return resize_shorter(pil_to_tensor(load_image(path).convert("RGB"))[0], args.size)
+        image = resize_shorter(pil_to_tensor(load_image(path).convert("RGB"))[0], args.size)
+        h, w = image.shape[-2:]
+        return image[..., : h - h % 8, : w - w % 8]  # whole relu4_1 cells, so that the skip input lines up
 
     photo, painting = load("content", "*000000007784.jpg"), load("style", "*monsters_bear.jpg")
     scorer = Trainer(cfg, folder_data=False)

@@ -12,7 +12,8 @@ The photo is the eval set's kite (MS-COCO val2017 7784), the painting the Wesnot
 wesnoth-data); both are read from ../shared/data (never committed). The loss is the training objective
 (:meth:`training.loop.Trainer.objective`) with stretch 10's weights unless told otherwise.
 
-Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--fit 0] [--fit-skip] [--threads 1]
+Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--pixel-init photo] [--fit 0]
+       [--fit-skip] [--threads 1]
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "objective_example.jpg")
     parser.add_argument("--size", type=int, default=256, help="shorter side of photo and painting in px")
     parser.add_argument("--steps", type=int, default=250, help="Adam steps on the pixels (0: no such panel)")
+    parser.add_argument("--pixel-init", choices=("photo", "decoder"), default="photo",
+                        help="start the pixels from the photo, or from the last decoder's output (is its flaw a "
+                             "minimum of the objective, or does the optimisation leave it?)")
     parser.add_argument("--fit", type=int, default=0, help="Adam steps of a copy of the last decoder on this pair")
     parser.add_argument("--fit-lr", type=float, default=1e-4)
     parser.add_argument("--fit-skip", action="store_true", help="also fit a copy with the relu3_1 input")
@@ -90,7 +94,8 @@ def main() -> None:
         skip = decoder_skip(load_decoder_state(path)[0])
         decoder = Trainer(replace(cfg, decoder_skip=skip), init_decoder=path, folder_data=False).decoder.eval()
         with torch.no_grad():
-            out, loss, parts = score(decode(decoder))
+            last_output = decode(decoder)
+            out, loss, parts = score(last_output)
         report(path.name, loss, parts)
         panels.append(out)
         names.append(path.name)
@@ -111,13 +116,14 @@ def main() -> None:
             if step % 50 == 0:
                 report(f"{name}, step {step}", loss.detach(), parts)
         with torch.no_grad():
-            out, loss, parts = score(decode(decoder))
+            last_output = decode(decoder)
+            out, loss, parts = score(last_output)
         report(f"{name}, {args.fit} steps", loss, parts)
         panels.append(out)
         names.append(f"{name} to the pair")
 
     if args.steps:
-        pixels = photo.clone().requires_grad_(True)
+        pixels = (photo if args.pixel_init == "photo" else last_output).clone().requires_grad_(True)
         optimiser = torch.optim.Adam([pixels], lr=0.02)
         for _ in range(args.steps):
             _, loss, _ = score(pixels)
@@ -130,7 +136,7 @@ def main() -> None:
             out, loss, parts = score(pixels)
         report(f"pixels, {args.steps} Adam steps", loss, parts)
         panels.append(out)
-        names.append("optimised pixels")
+        names.append(f"optimised pixels from the {args.pixel_init}")
 
     images = [tensor_to_pil(p.clamp(0, 1)) for p in panels]
     images = [im.resize((round(im.width * PANEL / im.height), PANEL), Image.LANCZOS) for im in images]

@@ -82,7 +82,9 @@ def test_lambda_presets():
 
 # ----------------------------------------------------------------------------------------------------- loop
 def test_loss_goes_down_over_30_steps_on_a_fixed_batch(tiny_config):
-    trainer = Trainer(dataclasses.replace(tiny_config, style_weight=1.0))
+    # lr 1e-4 (the real runs' rate): at the fixture's 1e-3 Adam jumps out of and back into the descent, and where it
+    # lands after 30 steps hangs on the last bits of float rounding, which differ between machines
+    trainer = Trainer(dataclasses.replace(tiny_config, style_weight=1.0, lr=1e-4))
     content, style = next(iter(torch.utils.data.DataLoader(trainer.dataset, batch_sampler=PairSampler(
         len(trainer.content), len(trainer.style), 2, seed=0))))
     losses = [trainer.train_step(content, style)["loss"] for _ in range(30)]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["AUTO_PIXELS", "working_size", "downscale", "box_filter", "guided_upsample"]
+__all__ = ["AUTO_PIXELS", "working_size", "downscale", "box_filter", "luma", "guided_upsample"]
 
 #: ``scale="auto"``: the largest number of pixels (per image) a stylisation runs at; smaller images run at full size.
 AUTO_PIXELS = 1_500_000
@@ -74,8 +74,8 @@ def box_filter(x: Tensor, radius: int) -> Tensor:
     return _window_sum(_window_sum(x, radius, -2), radius, -1) / count
 
 
-def _luma(x: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB → (B, 1, H, W) Rec. 601 luma, the guide of the linear model."""
+def luma(x: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB → (B, 1, H, W) Rec. 601 luma (the guide of the linear model)."""
     return 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
 
 
@@ -134,11 +134,11 @@ def guided_upsample(low: Tensor, guide: Tensor, *, radius: int = 2, eps: float =
     if tuple(low.shape[-2:]) == size:
         return low
     guide_low = downscale(guide, low.shape[-2:]) if guide_low is None else guide_low.float()
-    model = _linear_model(_luma(guide_low.to(low.device)), low, radius, eps)  # (B, 6, h, w)
+    model = _linear_model(luma(guide_low.to(low.device)), low, radius, eps)  # (B, 6, h, w)
     out = torch.empty(low.shape[0], 3, *size, dtype=torch.float32, device=low.device)
     for r0 in range(0, size[0], _BAND_ROWS):
         rows = (r0, min(size[0], r0 + _BAND_ROWS))
         ab = _upscale_band(model, size, rows)
-        luma = _luma(guide[:, :, rows[0]:rows[1]].to(low.device, torch.float32))
-        out[:, :, rows[0]:rows[1]] = torch.addcmul(ab[:, 3:], ab[:, :3], luma).clamp_(0, 1)
+        y = luma(guide[:, :, rows[0]:rows[1]].to(low.device, torch.float32))
+        out[:, :, rows[0]:rows[1]] = torch.addcmul(ab[:, 3:], ab[:, :3], y).clamp_(0, 1)
     return out

@@ -13,7 +13,7 @@ wesnoth-data); both are read from ../shared/data (never committed). The loss is 
 (:meth:`training.loop.Trainer.objective`) with stretch 10's weights unless told otherwise.
 
 Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [--pixel-init photo] [--fit 0]
-       [--fit-skip] [--threads 1]
+       [--fit-skip] [--luma-weight 0] [--threads 1]
 """
 
 from __future__ import annotations
@@ -58,11 +58,14 @@ def main() -> None:
     parser.add_argument("--structure-weight", type=float, default=0.75)
     parser.add_argument("--structure-taps", nargs="+", default=["relu4_1"])
     parser.add_argument("--colour-weight", type=float, default=10.0)
+    parser.add_argument("--luma-weight", type=float, default=0.0)
+    parser.add_argument("--luma-radius", type=int, default=4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(out_dir=tempfile.mkdtemp(prefix="adain-objective-"), style_weight=args.style_weight,
                       structure_weight=args.structure_weight, structure_taps=args.structure_taps,
-                      colour_weight=args.colour_weight, palette=True, precision="fp32", device="cpu", progress=False)
+                      colour_weight=args.colour_weight, luma_weight=args.luma_weight, luma_radius=args.luma_radius,
+                      palette=True, precision="fp32", device="cpu", progress=False)
 
     def load(folder: str, pattern: str) -> torch.Tensor:
         path = sorted((args.data / folder).glob(pattern))[0]
@@ -82,11 +85,13 @@ def main() -> None:
 
     def score(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         out = palette_recolour(pixels, painting)
-        loss, parts = scorer.objective(out, scorer.encoder(out, scorer.out_taps), fc, target, s_stats, painting)
+        loss, parts = scorer.objective(out, scorer.encoder(out, scorer.out_taps), fc, target, s_stats, painting,
+                                       photo)
         return out, loss, parts
 
     def report(name: str, loss: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
-        terms = "  ".join(f"{k} {float(parts[k]):.3f}" for k in ("content", "style", "structure", "colour"))
+        terms = "  ".join(f"{k} {float(parts[k]):.3f}" for k in ("content", "style", "structure", "colour", "luma")
+                          if k in parts)
         print(f"{name:>28}: total {float(loss):.3f}  {terms}")
 
     panels, names = [photo, painting], ["photo", "painting"]

@@ -82,6 +82,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(default relu4_1; relu3_1 adds the photo's structure at a quarter of its size)")
     p.add_argument("--colour-weight", type=float, default=S,
                    help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
+    p.add_argument("--luma-weight", type=float, default=S,
+                   help="weight of 2·(1 − r), r the correlation of the box-blurred luma of output and photo: keeps the "
+                        "photo's layout of light and dark (no wide dark halo), leaves texture and palette free "
+                        "(default 0)")
+    p.add_argument("--luma-radius", type=int, default=S, help="box radius of that blur in px (default 4)")
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")

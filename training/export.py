@@ -52,6 +52,8 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "structure_weight": cfg.structure_weight,
             "structure_taps": list(cfg.structure_taps),
             "colour_weight": cfg.colour_weight,
+            "luma_weight": cfg.luma_weight,
+            "luma_radius": cfg.luma_radius,
             "palette": cfg.palette,
             "precision": state.get("precision", cfg.precision),
             "data_dirs": {"content": [Path(d).name for d in cfg.content_dirs],

@@ -35,9 +35,10 @@ from .data import ImageSource, mix_seed, random_crop, to_tensor
 
 __all__ = ["FeatureCache", "EncodedBatch"]
 
-#: One step's inputs: photo features tap → (B, C, h, w) float32 (relu4_1: (B, 512, crop/8, crop/8)); painting crops
-#: (B, 3, crop, crop) float32 in [0, 1]; painting statistics tap → (mean, std), each (B, C, 1, 1) float32.
-EncodedBatch = tuple[dict[str, Tensor], Tensor, dict[str, tuple[Tensor, Tensor]]]
+#: One step's inputs: photo features tap → (B, C, h, w) float32 (relu4_1: (B, 512, crop/8, crop/8)); the photo crops
+#: and the painting crops, (B, 3, crop, crop) float32 in [0, 1] each; painting statistics tap → (mean, std), each
+#: (B, C, 1, 1) float32.
+EncodedBatch = tuple[dict[str, Tensor], Tensor, Tensor, dict[str, tuple[Tensor, Tensor]]]
 
 
 class FeatureCache:
@@ -145,9 +146,10 @@ class FeatureCache:
         self._fill({c for c, _ in picks}, {s for _, s in picks})
         maps = {tap: torch.stack([torch.from_numpy(self.maps[c][tap].astype(np.float32)) for c, _ in picks])
                 for tap in self.content_taps}
+        photos = torch.stack([to_tensor(self.crop(self.content, "content", *c)) for c, _ in picks])
         paintings = torch.stack([to_tensor(self.crop(self.style, "style", *s)) for _, s in picks])
 
         def stacked(name: str) -> Tensor:
             return torch.from_numpy(np.stack([self.stats[s][name] for _, s in picks]))[..., None, None]
 
-        return maps, paintings, {tap: (stacked(f"{tap}/mean"), stacked(f"{tap}/std")) for tap in TAPS}
+        return maps, photos, paintings, {tap: (stacked(f"{tap}/mean"), stacked(f"{tap}/std")) for tap in TAPS}

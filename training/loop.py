@@ -32,8 +32,8 @@ from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_che
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
-from .losses import (AdaINLoss, LossWeights, identity_loss, palette_recolour, sliced_wasserstein, structure_loss,
-                     style_stats, unit_directions)
+from .losses import (AdaINLoss, LossWeights, identity_loss, luma_loss, palette_recolour, sliced_wasserstein,
+                     structure_loss, style_stats, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -244,13 +244,13 @@ class Trainer:
                    ) -> dict[str, Any]:
         """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
-        ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``) as floats, or as detached 0-d tensors with
-        ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
+        ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``, ``luma``) as floats, or as detached 0-d
+        tensors with ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
 
         ``encoded``: the frozen encoder's passes made already (:class:`training.features.FeatureCache`): the photos'
         features at :attr:`content_taps`, tap → (B, C, h, w) (relu4_1: (B, 512, S/8, S/8)), and the paintings' channel
-        statistics, tap → (mean, std) each (B, C, 1, 1); then
-        ``content`` is not used (pass ``None``; no identity losses or warm-up)."""
+        statistics, tap → (mean, std) each (B, C, 1, 1); then ``content`` serves the luma term only (pass ``None``
+        without it; no identity losses or warm-up)."""
         cfg = self.cfg
         warm = self.step < cfg.warmup_steps
         for group in self.optimizer.param_groups:
@@ -264,6 +264,8 @@ class Trainer:
             raise ValueError("cached encoder features cannot serve the warm-up or the identity losses "
                              "(they need the photos' pixels)")
         fs: dict[str, Tensor] = {}  # the paintings' features (not with ``encoded``)
+        if content is not None:
+            content = content.to(self.device, non_blocking=True, memory_format=fmt)
         with self._autocast():
             with torch.no_grad():
                 if encoded is not None:
@@ -275,7 +277,6 @@ class Trainer:
                 else:
                     if content is None:
                         raise ValueError("train_step needs the photos or their encoded features")
-                    content = content.to(self.device, non_blocking=True, memory_format=fmt)
                     fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else self.content_taps).items()}
                     if not warm:
                         fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
@@ -303,7 +304,7 @@ class Trainer:
             parts["pixel_l1"] = pixel.detach()
             loss = loss + pixel
         else:
-            loss, parts = self.objective(out, fo, fc, target, s_stats, style)
+            loss, parts = self.objective(out, fo, fc, target, s_stats, style, content)
         if k:
             originals = torch.cat([content[:k], style[:k]])
             orig_feats = {t: torch.cat([fc[t][:k], fs[t][:k]]) for t in layers}
@@ -325,9 +326,10 @@ class Trainer:
         return (model or self.model)(*decoder_inputs(targets))
 
     def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
-                  style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+                  style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
         """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
-        content and style terms, the structure term and the colour term, each as configured.
+        content and style terms, the structure term, the colour term and the luma term, each as configured.
 
         Args:
             out: (B, 3, S, S) float, the images to score (decoded, or any pixels), already given the painting's
@@ -337,10 +339,14 @@ class Trainer:
             target: (B, 512, S/8, S/8) the AdaIN target.
             style_stats: the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1).
             style: (B, 3, S', S') float in [0, 1], the paintings (for the colour term).
+            photo: (B, 3, S, S) float in [0, 1], the photos (needed by the luma term only).
 
         Returns:
             ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
-            ``style/<tap>``, ``structure``, ``colour``).
+            ``style/<tap>``, ``structure``, ``colour``, ``luma``).
+
+        Raises:
+            ValueError: the recipe has a luma term and ``photo`` is missing.
         """
         cfg = self.cfg
         loss, parts = self.loss_fn(out_feats, target, style_stats)
@@ -354,6 +360,12 @@ class Trainer:
             colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()
             parts["colour"] = colour.detach()
             loss = loss + colour
+        if cfg.luma_weight > 0:
+            if photo is None:
+                raise ValueError("the luma term needs the photos' pixels")
+            lum = cfg.luma_weight * luma_loss(out, photo, cfg.luma_radius).mean()
+            parts["luma"] = lum.detach()
+            loss = loss + lum
         return loss, parts
 
     # ------------------------------------------------------------------ bookkeeping
@@ -454,8 +466,8 @@ class Trainer:
             while self.step < cfg.steps:
                 t0 = time.monotonic()
                 if self.features is not None:
-                    feats, style, stats = next(loader)
-                    parts = self.train_step(None, style, encoded=(feats, stats))
+                    feats, photos, style, stats = next(loader)
+                    parts = self.train_step(photos if cfg.luma_weight > 0 else None, style, encoded=(feats, stats))
                 else:
                     content, style = next(loader)
                     parts = self.train_step(content, style)

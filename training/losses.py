@@ -1,7 +1,8 @@
 """The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
-photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), and
-the engine's palette colour mode as a step before the losses."""
+photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), a
+low-pass luma term (the photo's layout of light and dark), and the engine's palette colour mode as a step before
+the losses."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from torch import Tensor, nn
 from adain_core.adain import calc_mean_std
 from adain_core.color import color_stats, sqrtm_spd
 from adain_core.networks import TAPS
+from adain_core.upsample import box_filter, luma
 
 __all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "style_stats", "AdaINLoss",
-           "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour"]
+           "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour", "luma_loss"]
 
 
 @dataclass
@@ -45,6 +47,32 @@ def structure_loss(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-5) ->
         mean, std = calc_mean_std(f.float(), eps)
         return (f.float() - mean) / std
     return F.mse_loss(norm(out_feat), norm(content_feat))
+
+
+def luma_loss(out: Tensor, photo: Tensor, radius: int, eps: float = 1e-5) -> Tensor:
+    """Per image, ``2·(1 − r)`` with ``r`` the Pearson correlation of the box-blurred luma of the decoded image and
+    of the photo: whether the image keeps the photo's broad layout of light and dark.
+
+    The blur (a (2·radius+1)² box) leaves brush strokes and texture free; the standardisation leaves the painting's
+    overall brightness and contrast free (the palette sets them). What it costs is what the features' statistics
+    allow: a wide dark band around a bright object, or dark patches where the photo is light.
+
+    Args:
+        out: (B, 3, H, W) float, decoded images (any range).
+        photo: (B, 3, H, W) float in [0, 1], the photos, same size.
+        radius: box radius in px (0: no blur).
+
+    Returns:
+        (B,) float32, each in [0, 4].
+    """
+    if out.shape[-2:] != photo.shape[-2:]:
+        raise ValueError(f"luma_loss needs images of one size, got {tuple(out.shape[-2:])} and {tuple(photo.shape[-2:])}")
+
+    def standardised(x: Tensor) -> Tensor:
+        y = box_filter(luma(x.float()), radius).flatten(1)
+        y = y - y.mean(dim=1, keepdim=True)
+        return y / (y.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
+    return (standardised(out) - standardised(photo)).pow(2).mean(dim=1)
 
 
 def style_loss_per_layer(out_feats: dict[str, Tensor],

@@ -40,7 +40,7 @@ __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "
 SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 3.0, "identity_pixel": 0.0,
     "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0,
-    "min_scale": 0.6, "palette": 1.0,
+    "luma_weight": 0.0, "luma_radius": 4.0, "min_scale": 0.6, "palette": 1.0,
 }
 
 
@@ -182,6 +182,10 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                         "default: as the --init weights")
     p.add_argument("--colour-weight", type=float, default=r["colour_weight"],
                    help=f"RGB sliced Wasserstein weight (default {r['colour_weight']})")
+    p.add_argument("--luma-weight", type=float, default=r["luma_weight"],
+                   help=f"blurred-luma correlation loss weight (the photo's light/dark layout; default {r['luma_weight']})")
+    p.add_argument("--luma-radius", type=int, default=int(r["luma_radius"]),
+                   help=f"box radius of that blur in px (default {int(r['luma_radius'])})")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
                    help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -226,7 +230,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
-                      colour_weight=args.colour_weight,
+                      colour_weight=args.colour_weight, luma_weight=args.luma_weight, luma_radius=args.luma_radius,
                       palette=bool(args.palette), batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)

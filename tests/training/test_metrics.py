@@ -1,5 +1,5 @@
 """Evaluation metrics and the extra loss terms: identity output → gaps 1 and spread 0, output = painting → gaps 0,
-sliced Wasserstein distance properties, identity loss of a perfect reconstruction."""
+sliced Wasserstein distance properties, identity loss of a perfect reconstruction, what the luma term costs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from adain_core.networks import TAPS
-from training.losses import identity_loss, sliced_wasserstein, unit_directions
+from training.losses import identity_loss, luma_loss, sliced_wasserstein, unit_directions
 from training.loop import make_encoder
 from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, spread, style_gap_ratio,
                               style_vector)
@@ -70,6 +70,26 @@ def test_sliced_wasserstein_sees_distributions_not_positions():
     b = a.clone().requires_grad_(True)
     sliced_wasserstein(b, a + shift, dirs).sum().backward()
     assert b.grad is not None and b.grad.abs().sum() > 0
+
+
+def test_luma_loss_costs_a_dark_band_but_not_a_new_palette_or_fine_texture():
+    """A bright disc on a mid-grey ground: recoloured (brightness, contrast, hue) or given fine texture it keeps its
+    layout of light and dark (cost near 0); a dark ring around the disc, a halo, costs; gradients reach the pixels."""
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    r = ((yy - 32) ** 2 + (xx - 32) ** 2).sqrt()
+    photo = (0.4 + 0.5 * (r < 12).float()).expand(1, 3, 64, 64)
+    recoloured = (0.2 + 0.5 * photo) * torch.tensor([1.0, 0.6, 0.3]).reshape(1, 3, 1, 1)
+    textured = photo + 0.15 * torch.sign(torch.sin(xx * 2.5) * torch.sin(yy * 2.5))  # a 2–3 px pattern
+    halo = photo - 0.35 * ((r >= 13) & (r < 19)).float()
+    cost = {name: float(luma_loss(x, photo, radius=4)[0]) for name, x in
+            (("photo", photo), ("recoloured", recoloured), ("textured", textured), ("halo", halo))}
+    assert cost["photo"] < 1e-6 and cost["recoloured"] < 1e-4 and cost["textured"] < 0.02
+    assert cost["halo"] > 10 * cost["textured"]
+    pixels = halo.clone().requires_grad_(True)
+    luma_loss(pixels, photo, radius=4).sum().backward()
+    assert pixels.grad is not None and pixels.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="one size"):
+        luma_loss(photo, photo[..., :32, :32], radius=4)
 
 
 def test_identity_loss_is_zero_for_a_perfect_reconstruction(features):

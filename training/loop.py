@@ -363,7 +363,7 @@ class Trainer:
         if cfg.luma_weight > 0:
             if photo is None:
                 raise ValueError("the luma term needs the photos' pixels")
-            lum = cfg.luma_weight * luma_loss(out, photo, cfg.luma_radius).mean()
+            lum = cfg.luma_weight * luma_loss(out, photo, cfg.luma_radius)
             parts["luma"] = lum.detach()
             loss = loss + lum
         return loss, parts

@@ -49,13 +49,14 @@ def structure_loss(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-5) ->
     return F.mse_loss(norm(out_feat), norm(content_feat))
 
 
-def luma_loss(out: Tensor, photo: Tensor, radius: int, eps: float = 1e-5) -> Tensor:
-    """Per image, ``2·(1 − r)`` with ``r`` the Pearson correlation of the box-blurred luma of the decoded image and
-    of the photo: whether the image keeps the photo's broad layout of light and dark.
+def luma_loss(out: Tensor, photo: Tensor, radius: int) -> Tensor:
+    """:func:`structure_loss` of the box-blurred luma: ``2·(1 − r)``, ``r`` the correlation of the decoded image's
+    and the photo's luma after a (2·radius+1)² box blur — whether the image keeps the photo's broad layout of light
+    and dark.
 
-    The blur (a (2·radius+1)² box) leaves brush strokes and texture free; the standardisation leaves the painting's
-    overall brightness and contrast free (the palette sets them). What it costs is what the features' statistics
-    allow: a wide dark band around a bright object, or dark patches where the photo is light.
+    The blur leaves brush strokes and texture free; the standardisation leaves the painting's overall brightness and
+    contrast free (the palette sets them). What it costs is what the features' statistics allow: a wide dark band
+    around a bright object, or dark patches where the photo is light.
 
     Args:
         out: (B, 3, H, W) float, decoded images (any range).
@@ -63,16 +64,12 @@ def luma_loss(out: Tensor, photo: Tensor, radius: int, eps: float = 1e-5) -> Ten
         radius: box radius in px (0: no blur).
 
     Returns:
-        (B,) float32, each in [0, 4].
+        0-d float32 in [0, 4], the mean over the batch.
     """
     if out.shape[-2:] != photo.shape[-2:]:
-        raise ValueError(f"luma_loss needs images of one size, got {tuple(out.shape[-2:])} and {tuple(photo.shape[-2:])}")
-
-    def standardised(x: Tensor) -> Tensor:
-        y = box_filter(luma(x.float()), radius).flatten(1)
-        y = y - y.mean(dim=1, keepdim=True)
-        return y / (y.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
-    return (standardised(out) - standardised(photo)).pow(2).mean(dim=1)
+        raise ValueError(f"luma_loss needs images of one size, got {tuple(out.shape[-2:])} and "
+                         f"{tuple(photo.shape[-2:])}")
+    return structure_loss(box_filter(luma(out.float()), radius), box_filter(luma(photo.float()), radius))
 
 
 def style_loss_per_layer(out_feats: dict[str, Tensor],

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("new", help="results.json of the candidate")
     cp.add_argument("--base-name", help="model row in the base file (default: its first model)")
     cp.add_argument("--new-name", help="model row in the new file (default: its first model)")
+    cp.add_argument("--by-style", action="store_true", help="also print the means painting by painting")
 
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
     ex.add_argument("checkpoint")

@@ -2,7 +2,8 @@
 
 A single checkpoint's means on 64 pairs swing by more than the differences the shipping rule looks at
 (``docs/TRAINING_LOG.md``, stretch 13), so beside the means this counts, pair by pair, how often the new decoder
-scores better than the base one (spread: photo by photo). ``adain-train compare BASE.json NEW.json`` prints both.
+scores better than the base one (spread: photo by photo). ``adain-train compare BASE.json NEW.json`` prints both; ``--by-style`` adds the means painting by painting, since
+one painting's outliers can move a 64-pair mean (stretch 17: one Wesnoth portrait's gram_gap).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAIR_METRICS", "CONTENT_CORR_SLACK", "read_result", "pair_wins", "ship_verdict", "format_wins",
-           "run_compare"]
+__all__ = ["PAIR_METRICS", "CONTENT_CORR_SLACK", "read_result", "pair_wins", "style_means", "ship_verdict",
+           "format_wins", "format_by_style", "run_compare"]
 
 #: per-pair metrics of :mod:`training.evaluate` and whether lower is better
 PAIR_METRICS: dict[str, bool] = {"style_gap_ratio": True, "gram_gap": True, "colour_gap": True, "content_corr": False}
@@ -71,6 +72,31 @@ def pair_wins(base: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[int,
     return wins
 
 
+def style_means(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """A model's per-pair metrics averaged painting by painting.
+
+    Returns:
+        style file name → metric of :data:`PAIR_METRICS` → mean over that painting's pairs, in the order the
+        paintings first appear.
+    """
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for q in result["pairs"]:
+        groups.setdefault(q["style"], []).append(q)
+    return {style: {k: sum(q[k] for q in qs) / len(qs) for k in PAIR_METRICS} for style, qs in groups.items()}
+
+
+def format_by_style(base: dict[str, Any], new: dict[str, Any]) -> str:
+    """Per painting, the base and new means of each metric of :data:`PAIR_METRICS` (``base→new``), as printed text;
+    only the paintings both evaluations scored."""
+    b, n = style_means(base), style_means(new)
+    short = {"style_gap_ratio": "style_gap"}
+    lines = [f"{'painting':32s} " + " ".join(f"{short.get(k, k):>15s}" for k in PAIR_METRICS)]
+    for style in (s for s in n if s in b):
+        cells = " ".join(f"{f'{b[style][k]:.3f}→{n[style][k]:.3f}':>15s}" for k in PAIR_METRICS)
+        lines.append(f"{style[-32:]:32s} {cells}")
+    return "\n".join(lines)
+
+
 def ship_verdict(base: dict[str, float], new: dict[str, float]) -> list[str]:
     """The shipping rule on two evaluations' means: gram_gap and colour_gap lower, spread higher, content_corr not
     lower by more than :data:`CONTENT_CORR_SLACK`. Returns what fails, one phrase each (empty: it ships)."""
@@ -101,6 +127,8 @@ def run_compare(args: argparse.Namespace) -> int:
         base = read_result(args.base, args.base_name)
         new = read_result(args.new, args.new_name)
         text = format_wins(base, new)
+        if args.by_style:
+            text = format_by_style(base, new) + "\n\n" + text
     except (ValueError, KeyError) as exc:
         print(f"adain-train compare: {exc if isinstance(exc, ValueError) else f'a result lacks {exc}'}",
               file=sys.stderr)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from training import cli
-from training.compare import CONTENT_CORR_SLACK, pair_wins, read_result, ship_verdict
+from training.compare import CONTENT_CORR_SLACK, pair_wins, read_result, ship_verdict, style_means
 
 MEANS = {"style_gap_ratio": 0.2, "gram_gap": 0.22, "colour_gap": 0.27, "content_corr": 0.48, "spread": 0.92,
          "recon_psnr": 13.0, "seconds_per_image": 1.0}
@@ -73,3 +73,14 @@ def test_the_default_row_is_the_first_model_not_a_reference(tmp_path):
     path = _write(tmp_path / "r.json", first=_result([0.3] * 4, [0.9, 0.9]), second=_result([0.1] * 4, [0.9, 0.9]))
     assert read_result(path)["pairs"][0]["gram_gap"] == pytest.approx(0.3)
     assert read_result(path, "second")["pairs"][0]["gram_gap"] == pytest.approx(0.1)
+
+
+def test_by_style_averages_each_painting_and_prints_base_then_new(tmp_path, capsys):
+    new = _result([0.2, 0.4, 0.6, 0.8], [0.9, 0.9])  # x.jpg: 0.2 and 0.6; y.jpg: 0.4 and 0.8
+    means = style_means(new)
+    assert list(means) == ["x.jpg", "y.jpg"]
+    assert means["x.jpg"]["gram_gap"] == pytest.approx(0.4) and means["y.jpg"]["gram_gap"] == pytest.approx(0.6)
+    base = _write(tmp_path / "base.json", shipped=_result([0.3] * 4, [0.9, 0.9]))
+    cli.main(["compare", base, _write(tmp_path / "new.json", new=new), "--by-style"])
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert rows["x.jpg"][2] == "0.300→0.400" and rows["y.jpg"][2] == "0.300→0.600"

@@ -2,8 +2,9 @@
 
 A single checkpoint's means on 64 pairs swing by more than the differences the shipping rule looks at
 (``docs/TRAINING_LOG.md``, stretch 13), so beside the means this counts, pair by pair, how often the new decoder
-scores better than the base one (spread: photo by photo). ``adain-train compare BASE.json NEW.json`` prints both; ``--by-style`` adds the means painting by painting, since
-one painting's outliers can move a 64-pair mean (stretch 17: one Wesnoth portrait's gram_gap).
+scores better than the base one (spread: photo by photo). ``adain-train compare BASE.json NEW.json`` prints both;
+``--by-style`` adds the means painting by painting, since one painting's outliers can move a 64-pair mean
+(stretch 17: one Wesnoth portrait's gram_gap).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from .vocabulary import COLOR_MODES
 
 __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
            "match_colors", "palette_target", "fit_palettes", "apply_palettes", "match_palettes", "keep_chroma",
-           "recolor_styles", "after_pass", "after_image"]
+           "recolor_styles", "fits_raw_output", "after_pass", "after_image"]
 
 #: A region's target colours: RGB mean (B|1, 3) or (3,), covariance (B|1, 3, 3) or (3, 3), and where it applies
 #: ((B|1, 1, h, w) soft weights in [0, 1] at any size, or ``None`` for everywhere).
@@ -185,7 +185,7 @@ def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1
     region's target (fitted separately so that frames can smooth them).
 
     Args:
-        image: (B, 3, H, W) float in [0, 1], a stylised result.
+        image: (B, 3, H, W) float, a stylised result (unclamped: see :func:`fits_raw_output`).
         palettes: one :data:`Palette` per region.
         max_pixels: statistics use an evenly strided subset of at most this many pixels per image.
 
@@ -206,7 +206,7 @@ def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tu
     there); where they sum to more they are normalised.
 
     Args:
-        image: (B, 3, H, W) float in [0, 1].
+        image: (B, 3, H, W) float (unclamped: see :func:`fits_raw_output`).
         palettes: one :data:`Palette` per region.
         fits: per region ``(mean, cov)`` as :func:`fit_palettes` returns (possibly smoothed over frames).
 
@@ -228,7 +228,7 @@ def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tu
 
 def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:
     """:func:`apply_palettes` with the statistics of ``image`` itself (:func:`fit_palettes`): each region of a
-    result given its painting's RGB mean and covariance. (B, 3, H, W) float in [0, 1] → float32 in [0, 1]."""
+    result given its painting's RGB mean and covariance. (B, 3, H, W) float (unclamped) → float32 in [0, 1]."""
     return apply_palettes(image, palettes, fit_palettes(image, palettes, max_pixels))
 
 
@@ -270,9 +270,19 @@ def recolor_styles(mode: str, style_pixels: list[Tensor], content: Tensor) -> li
             for b in range(content.shape[0])]
 
 
+def fits_raw_output(mode: str) -> bool:
+    """Whether colour mode ``mode`` is fitted to the decoder's own, unclamped colours: ``palette``, whose affine map
+    is fitted to what the decoder produced, as in training (``training.losses.palette_recolour``). Clamping first
+    would lose what lies outside [0, 1]: a decoder trained for this mode need not keep its own output in range."""
+    return mode == "palette"
+
+
 def after_pass(mode: str, out: Tensor, content: Tensor) -> Tensor:
-    """After each decoder pass (whole image or tile): clamp to [0, 1]; ``luminance`` puts the content's chroma
-    back. ``out`` and ``content``: (B, 3, H, W) over the same pixels."""
+    """After each decoder pass (whole image or tile): clamp to [0, 1], except for a mode that
+    :func:`fits_raw_output` (it clamps after its own map); ``luminance`` puts the content's chroma back. ``out`` and
+    ``content``: (B, 3, H, W) over the same pixels."""
+    if fits_raw_output(mode):
+        return out
     out = out.clamp(0, 1)
     return keep_chroma(out, content) if mode == "luminance" else out
 

@@ -13,7 +13,8 @@ from torch import Tensor
 
 from .adain import Masks, Stats, StreamingStats, adain_targets, calc_mean_std, style_transfer
 from .cards import StyleCard
-from .color import Palette, after_image, after_pass, apply_palettes, fit_palettes, palette_target, recolor_styles
+from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fits_raw_output, palette_target,
+                    recolor_styles)
 from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
@@ -387,7 +388,7 @@ class Engine:
             small = downscale(pixels, size)
             out, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
             full = pixels.cpu().float()
-            out = guided_upsample(out, full, guide_low=small.cpu())
+            out = guided_upsample(out, full, guide_low=small.cpu(), clamp=not fits_raw_output(options.color))
             out = after_image(options.color, after_pass(options.color, out, full), full)
         if options.color != "palette":
             return out, _flat(stats), ()
@@ -400,8 +401,8 @@ class Engine:
     def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
                   smooth: Callable[[Levels], Levels] | None, progress: Progress | None,
                   cancel: CancelHook | None) -> tuple[Tensor, Levels]:
-        """:meth:`_run` at the pixels' own size, before the palette recolouring; returns the content statistics used
-        at each of :attr:`taps`."""
+        """:meth:`_run` at the pixels' own size, before the palette recolouring (whose input is not clamped:
+        :func:`fits_raw_output`); returns the content statistics used at each of :attr:`taps`."""
         job = self._prepare(pixels, regions, options)
         color = options.color
         if job.tiles is None:
@@ -414,7 +415,7 @@ class Engine:
             stats = self._tiled_stats(job, progress, cancel)
             if smooth is not None:
                 stats = smooth(stats)
-            out = job.crop(self._render_tiles(job, stats, progress, cancel)).clamp(0, 1)
+            out = job.crop(self._render_tiles(job, stats, progress, cancel))
         return after_image(color, out, pixels.cpu()), stats
 
     def _prepare(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]],

@@ -116,18 +116,21 @@ def _upscale_band(x: Tensor, size: tuple[int, int], rows: tuple[int, int]) -> Te
 
 
 def guided_upsample(low: Tensor, guide: Tensor, *, radius: int = 2, eps: float = 1e-3,
-                    guide_low: Tensor | None = None) -> Tensor:
+                    guide_low: Tensor | None = None, clamp: bool = True) -> Tensor:
     """Bring a low-resolution stylised image back to the guide's size, edge-aware (see the module docstring).
 
     Args:
-        low: (B, 3, h, w) the stylised image at the working resolution, float in [0, 1].
+        low: (B, 3, h, w) the stylised image at the working resolution, float (in [0, 1] unless ``clamp`` is
+            off).
         guide: (B, 3, H, W) the full-resolution content, float in [0, 1] (H ≥ h, W ≥ w).
         radius: window radius in working-resolution pixels for the local linear model.
         eps: regularisation of the model (in [0, 1]² units): larger keeps less of the content's detail.
         guide_low: the content at (h, w) as it was stylised; default: ``downscale(guide, (h, w))``.
+        clamp: clamp the result to [0, 1] (off for a decoder's raw output that a colour mode maps later).
 
     Returns:
-        (B, 3, H, W) float32 in [0, 1] on ``low``'s device; equal to ``low`` (as float32) when the sizes match.
+        (B, 3, H, W) float32 (in [0, 1] with ``clamp``) on ``low``'s device; equal to ``low`` (as float32) when the
+        sizes match.
     """
     size = tuple(guide.shape[-2:])
     low = low.float()
@@ -140,5 +143,6 @@ def guided_upsample(low: Tensor, guide: Tensor, *, radius: int = 2, eps: float =
         rows = (r0, min(size[0], r0 + _BAND_ROWS))
         ab = _upscale_band(model, size, rows)
         y = luma(guide[:, :, rows[0]:rows[1]].to(low.device, torch.float32))
-        out[:, :, rows[0]:rows[1]] = torch.addcmul(ab[:, 3:], ab[:, :3], y).clamp_(0, 1)
+        band = torch.addcmul(ab[:, 3:], ab[:, :3], y)
+        out[:, :, rows[0]:rows[1]] = band.clamp_(0, 1) if clamp else band
     return out

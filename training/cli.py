@@ -90,6 +90,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")
+    p.add_argument("--raw-colour-weight", type=float, default=S,
+                   help="with --palette: weight of the L1 between the decoder's own output and its recoloured version "
+                        "(detached), which the palette-mode losses do not see: keeps the raw output in [0, 1] and in "
+                        "the painting's colours, for the other colour modes (default 0)")
     p.add_argument("--steps", type=int, default=S, help="train until this step (default 160000)")
     p.add_argument("--batch-size", type=int, default=S, help="per process (default 8)")
     p.add_argument("--lr", type=float, default=S, help="Adam learning rate (default 1e-4)")

@@ -78,6 +78,7 @@ class TrainConfig:
     luma_radius: int = 4         # that blur's box radius in px
     palette: bool = False        # train for the engine's palette colour mode: losses see the output given the
     #                              painting's RGB mean/covariance (transform fitted without gradient, applied with)
+    raw_colour_weight: float = 0.0  # with palette: L1 pulling the decoder's own output to its recoloured version
     # optimisation
     steps: int = 160_000
     batch_size: int = 8          # per process

@@ -32,8 +32,8 @@ from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_che
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
-from .losses import (AdaINLoss, LossWeights, identity_loss, luma_loss, palette_recolour, sliced_wasserstein,
-                     structure_loss, style_stats, unit_directions)
+from .losses import (AdaINLoss, LossWeights, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
+                     sliced_wasserstein, structure_loss, style_stats, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -244,8 +244,8 @@ class Trainer:
                    ) -> dict[str, Any]:
         """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
-        ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``, ``luma``) as floats, or as detached 0-d
-        tensors with ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
+        ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``, ``luma``, ``raw_colour``) as floats, or
+        as detached 0-d tensors with ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
 
         ``encoded``: the frozen encoder's passes made already (:class:`training.features.FeatureCache`): the photos'
         features at :attr:`content_taps`, tap → (B, C, h, w) (relu4_1: (B, 512, S/8, S/8)), and the paintings' channel
@@ -264,6 +264,7 @@ class Trainer:
             raise ValueError("cached encoder features cannot serve the warm-up or the identity losses "
                              "(they need the photos' pixels)")
         fs: dict[str, Tensor] = {}  # the paintings' features (not with ``encoded``)
+        raw: Tensor | None = None  # the decoder's own output, when the losses see it recoloured
         if content is not None:
             content = content.to(self.device, non_blocking=True, memory_format=fmt)
         with self._autocast():
@@ -287,7 +288,7 @@ class Trainer:
                 decoded = self._decode({t: torch.cat([v, fc[t][:k], fs[t][:k]]) for t, v in targets.items()})
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
                 if cfg.palette:
-                    out = palette_recolour(out, style)
+                    raw, out = out, palette_recolour(out, style)
                     decoded = torch.cat([out.to(recon.dtype), recon])
                 f_all = self.encoder(decoded, self.out_taps)
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
@@ -295,7 +296,7 @@ class Trainer:
             else:
                 out = self._decode(targets)
                 if cfg.palette and not warm:
-                    out = palette_recolour(out, style)
+                    raw, out = out, palette_recolour(out, style)
                 fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
         fo = {t: v.float() for t, v in fo.items()}
         if warm:
@@ -305,6 +306,10 @@ class Trainer:
             loss = loss + pixel
         else:
             loss, parts = self.objective(out, fo, fc, target, s_stats, style, content)
+            if raw is not None and cfg.raw_colour_weight > 0:
+                raw_term = cfg.raw_colour_weight * raw_colour_loss(raw, out)
+                parts["raw_colour"] = raw_term.detach()
+                loss = loss + raw_term
         if k:
             originals = torch.cat([content[:k], style[:k]])
             orig_feats = {t: torch.cat([fc[t][:k], fs[t][:k]]) for t in layers}

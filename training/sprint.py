@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adain_core.adain import calc_mean_std, style_transfer
-from adain_core.color import color_stats, match_palettes
+from adain_core.color import after_pass, color_stats, match_palettes
 from adain_core.engine import BORDER
 from adain_core.networks import TAPS, Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
@@ -40,7 +40,7 @@ __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "
 SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 3.0, "identity_pixel": 0.0,
     "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0,
-    "luma_weight": 0.0, "luma_radius": 4.0, "min_scale": 0.6, "palette": 1.0,
+    "luma_weight": 0.0, "luma_radius": 4.0, "min_scale": 0.6, "palette": 1.0, "raw_colour_weight": 1.0,
 }
 
 
@@ -96,8 +96,9 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             return decoder(*decoder_inputs(targets)).float()
 
-    def finish(out: Tensor, hw: tuple[int, int]) -> Tensor:
-        return out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]].clamp(0, 1).cpu()
+    def finish(out: Tensor, hw: tuple[int, int], mode: str = "style") -> Tensor:
+        out = out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]]
+        return after_pass(mode, out, out).cpu()  # as the engine: palette mode maps the unclamped output
 
     style_stats = [{t: [calc_mean_std(f)] for t, f in encode(pad_to_multiple(s.to(device))[0]).items()}
                    for s in styles]
@@ -105,7 +106,8 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device), border=BORDER)
-        row = [finish(style_transfer(encode, decode, padded, stats)[0], hw) for stats in style_stats]
+        row = [finish(style_transfer(encode, decode, padded, stats)[0], hw, "palette" if palette else "style")
+               for stats in style_stats]
         outputs.append([match_palettes(o, p) for o, p in zip(row, palettes)] if palette else row)
         recon.append(finish(decode(encode(padded)), hw))
     return outputs, recon
@@ -188,6 +190,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"box radius of that blur in px (default {int(r['luma_radius'])})")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
                    help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
+    p.add_argument("--raw-colour-weight", type=float, default=r["raw_colour_weight"],
+                   help="with --palette: L1 pulling the decoder's own output to its recoloured version (keeps it in "
+                        f"range for the other colour modes; default {r['raw_colour_weight']})")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the decoder (costs compile time)")
     p.add_argument("--snapshot-seconds", type=float, default=60.0, help="rewrite the decoder this often (default 60)")
@@ -231,7 +236,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, luma_weight=args.luma_weight, luma_radius=args.luma_radius,
-                      palette=bool(args.palette), batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
+                      palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
     trainer = Trainer(cfg, init_decoder=init, encoder=encoder, folder_data=False)

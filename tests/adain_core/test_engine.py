@@ -175,3 +175,19 @@ def test_card_of_another_encoder_in_mask_list(random_engine, card_a) -> None:
     other = dataclasses.replace(card_a, encoder_id="vgg19-normalised-original")
     with pytest.raises(CardError, match="vgg19-normalised-original"):
         random_engine.stylize(torch.rand(1, 3, 16, 16), [(card_a, None), (other, None)])
+
+
+@pytest.mark.parametrize("how", [{"tile": "off"}, {"tile": 64}, {"scale": 0.5}])
+def test_palette_mode_maps_the_decoders_unclamped_output(random_model_path, random_engine, card_a, how) -> None:
+    """The palette mode is fitted to the decoder's own colours, as in training: a decoder whose output lies below 0
+    everywhere (its last bias lowered by 2) gives the same palette result, in one pass, tiled and at half scale."""
+    dark = adain_core.load(random_model_path, device="cpu", precision="fp32")
+    last = dark.decoder[len(dark.decoder) - 1]
+    with torch.no_grad():
+        last.bias -= 2.0
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(3))
+    assert float(dark.decode(dark.encode(pad_to_multiple(x)[0])).max()) < 0  # the raw output is out of range
+    want = random_engine.stylize(x, card_a, color="palette", **how)
+    got = dark.stylize(x, card_a, color="palette", **how)
+    torch.testing.assert_close(got, want, atol=2e-3, rtol=0)
+    assert float(got.std()) > 0.05  # not the constant a clamp before the palette map gives

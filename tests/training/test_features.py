@@ -71,7 +71,7 @@ def test_a_step_on_cached_features_is_the_step_on_pixels(tiny_config, image_dirs
     """``train_step`` with ``encoded=`` gives the same losses as from the pixels whose encodings they are, with the
     structure term at relu3_1 and relu4_1 and the luma term (which reads the photos' pixels)."""
     cfg = dataclasses.replace(tiny_config, structure_weight=0.5, structure_taps=["relu3_1", "relu4_1"],
-                              colour_weight=1.0, palette=True, luma_weight=1.0)
+                              colour_weight=1.0, palette=True, luma_weight=1.0, raw_colour_weight=1.0)
     squares = _squares(image_dirs)
     content = torch.stack([to_tensor(squares.get(i)) for i in (0, 1)])
     style = torch.stack([to_tensor(squares.get(i)) for i in (2, 3)])
@@ -84,7 +84,7 @@ def test_a_step_on_cached_features_is_the_step_on_pixels(tiny_config, image_dirs
     for _ in range(2):
         want = live.train_step(content, style)
         got = cached.train_step(content, style, encoded=(fc, stats))
-        assert got.keys() == want.keys() and "luma" in got
+        assert got.keys() == want.keys() and {"luma", "raw_colour"} <= got.keys()
         assert got == pytest.approx(want, rel=1e-4)
     with pytest.raises(ValueError, match="relu3_1"):  # photos encoded at relu4_1 only
         cached.train_step(content, style, encoded=({"relu4_1": fc["relu4_1"]}, stats))

@@ -1,5 +1,6 @@
 """Evaluation metrics and the extra loss terms: identity output → gaps 1 and spread 0, output = painting → gaps 0,
-sliced Wasserstein distance properties, identity loss of a perfect reconstruction, what the luma term costs."""
+sliced Wasserstein distance properties, identity loss of a perfect reconstruction, what the luma and raw-colour
+terms cost."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import pytest
 import torch
 
 from adain_core.networks import TAPS
-from training.losses import identity_loss, luma_loss, sliced_wasserstein, unit_directions
+from training.losses import (identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
+                             unit_directions)
 from training.loop import make_encoder
 from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, spread, style_gap_ratio,
                               style_vector)
@@ -100,3 +102,17 @@ def test_identity_loss_is_zero_for_a_perfect_reconstruction(features):
     assert float(pix) == 0 and float(feat) == 0
     pix, feat = identity_loss(img * 0.5, img, features(img * 0.5), f, layers, 10.0, 1.0)
     assert float(pix) > 0 and float(feat) > 0
+
+
+def test_raw_colour_loss_moves_the_raw_output_without_changing_the_palette_image():
+    """The raw-colour term pulls the decoder's own output towards its recoloured version; every point on the way has
+    the same recoloured image, so the palette-mode losses do not see the pull."""
+    gen = torch.Generator().manual_seed(0)
+    raw = torch.rand(2, 3, 16, 16, generator=gen) * 0.5 - 0.4  # mostly below 0, as a drifted decoder's
+    style = torch.rand(2, 3, 20, 20, generator=gen)
+    recoloured = palette_recolour(raw, style)
+    halfway = 0.5 * raw + 0.5 * recoloured
+    torch.testing.assert_close(palette_recolour(halfway, style), recoloured, atol=1e-3, rtol=1e-3)
+    assert float(raw_colour_loss(halfway, recoloured)) == pytest.approx(0.5 * float(raw_colour_loss(raw, recoloured)),
+                                                                         rel=1e-5)
+    assert float(raw_colour_loss(recoloured, recoloured)) == 0.0

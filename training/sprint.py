@@ -34,14 +34,17 @@ from .checkpoint import load_decoder_state
 from .config import TrainConfig
 from .pack import read_pack
 
-__all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "SPRINT_RECIPE"]
+__all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "SPRINT_RECIPE",
+           "SPRINT_STRUCTURE_TAPS"]
 
-# The sprint's default recipe (the best measured on the CPU, see docs/TRAINING_LOG.md); every value is an option.
+# The sprint's default recipe: the shipped decoder's (stretch 19, docs/TRAINING_LOG.md) at the GPU's batch and size;
+# every value is an option.
 SPRINT_RECIPE: dict[str, float] = {
-    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 3.0, "identity_pixel": 0.0,
-    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 2.0, "colour_weight": 10.0,
-    "luma_weight": 0.0, "luma_radius": 4.0, "min_scale": 0.6, "palette": 1.0, "raw_colour_weight": 1.0,
+    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 7.0, "identity_pixel": 0.0,
+    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 0.75, "colour_weight": 10.0,
+    "luma_weight": 0.5, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0, "raw_colour_weight": 1.0,
 }
+SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
 
 
 def random_crops(images: Tensor, batch: int, size: int, generator: torch.Generator,
@@ -176,9 +179,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"instance-normalised feature (content_corr) loss weight per --structure-taps tap "
                         f"(default {r['structure_weight']})")
     p.add_argument("--structure-taps", nargs="+", metavar="TAP", choices=TAPS,
-                   default=list(TrainConfig().structure_taps),
-                   help="encoder taps of the structure term, each weighted --structure-weight (default relu4_1; "
-                        "the CPU run's recipe adds relu3_1)")
+                   default=list(SPRINT_STRUCTURE_TAPS),
+                   help="encoder taps of the structure term, each weighted --structure-weight (default "
+                        f"{' '.join(SPRINT_STRUCTURE_TAPS)})")
     p.add_argument("--decoder-skip", type=int, choices=[0, 1], default=None,
                    help="1: the decoder also reads relu3_1 (a plain --init gets a zero-initialised skip); "
                         "default: as the --init weights")

@@ -76,8 +76,10 @@ def test_random_crops_are_seeded_sized_and_in_range():
     assert torch.allclose(full, img, atol=1e-4) or torch.allclose(full, img.flip(-1), atol=1e-4)
 
 
-@pytest.mark.parametrize("skip", ["0", "1"])
-def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(pack, tmp_path, skip):
+@pytest.mark.parametrize(("init", "skip"), [("plain", "0"), ("plain", "1"), ("default", "1")])
+def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(pack, tmp_path, random_model_path,
+                                                                                 init, skip):
+    """From a plain decoder (kept plain, or given the relu3_1 input) and from the shipped skip decoder."""
     blocker = tmp_path / "site"  # stand-ins that fail to import, found before the real packages
     for name in ABSENT_ON_GPU_MACHINE:
         (blocker / name).mkdir(parents=True)
@@ -89,6 +91,7 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
         [sys.executable, "-m", "training.cli", "sprint", str(pack), "--out", str(out), "--device", "cpu",
          "--max-steps", "3", "--batch", "2", "--size", "32", "--eval-size", "32", "--precision", "fp32",
          "--log-seconds", "0", "--snapshot-seconds", "0", "--palette", "1", "--decoder-skip", skip,
+         "--init", "default" if init == "default" else str(random_model_path),
          "--structure-taps", *(["relu3_1", "relu4_1"] if skip == "1" else ["relu4_1"])],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -239,7 +239,8 @@ def run_sprint(args: argparse.Namespace) -> int:
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, luma_weight=args.luma_weight, luma_radius=args.luma_radius,
-                      palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch, lr=args.lr, lr_decay=args.lr_decay,
+                      palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
+                      lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
     trainer = Trainer(cfg, init_decoder=init, encoder=encoder, folder_data=False)

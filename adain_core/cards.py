@@ -39,6 +39,9 @@ class StyleCard:
         thumbnail: (h, w, 3) uint8 preview, at most 128 px on the longer side.
         pixels: the style images at ``style_size`` as (3, h, w) uint8, parallel to ``sources``; needed by the
             ``preserve`` and ``palette`` colour modes (empty for stripped cards).
+        painted: parallel to ``pixels``: how much each style pixel counts in the statistics, (h, w) uint8 (255 = the
+            painting, 0 = a backdrop left out: :func:`adain_core.backdrop.painted_weights`), or ``None`` (all of
+            it). Empty = all ``None``.
     """
 
     name: str
@@ -50,6 +53,7 @@ class StyleCard:
     sources: list[dict[str, object]] = field(default_factory=list)
     thumbnail: Tensor | None = None
     pixels: list[Tensor] = field(default_factory=list)
+    painted: list[Tensor | None] = field(default_factory=list)
 
     @property
     def weights(self) -> list[float]:
@@ -65,7 +69,7 @@ class StyleCard:
         if not self.pixels or len(self.pixels) != len(self.sources):
             raise CardError(f"style card {self.name!r} carries no style pixels; the palette colour mode needs a card "
                             f"made by encode_style (or a mix of such cards)")
-        return mixture_stats(self.pixels, self.weights)
+        return mixture_stats(self.pixels, self.weights, self.painted or None)
 
     def check(self, source: object | None = None) -> StyleCard:
         """Validate the statistics and pictures (see :func:`adain_core.validate.check_stats`); returns the card.
@@ -100,6 +104,12 @@ class StyleCard:
             check_uint8_image(px, f"pixels.{i}", "CHW", source=where, error=CardError)
         if self.pixels and len(self.pixels) != len(self.sources):
             raise CardError(f"{where}: {len(self.pixels)} style pictures for {len(self.sources)} sources")
+        if self.pixels and self.painted and len(self.painted) != len(self.pixels):
+            raise CardError(f"{where}: {len(self.painted)} painted-pixel maps for {len(self.pixels)} style pictures")
+        for i, (mask, px) in enumerate(zip(self.painted, self.pixels)):
+            if mask is not None and (mask.dtype != torch.uint8 or tuple(mask.shape) != tuple(px.shape[1:])):
+                raise CardError(f"{where}: painted.{i} must be uint8 {tuple(px.shape[1:])}, got {mask.dtype} "
+                                f"{tuple(mask.shape)}")
         return self
 
     def check_encoder(self, encoder_id: str) -> None:
@@ -128,6 +138,9 @@ class StyleCard:
             tensors["thumbnail"] = self.thumbnail.to(torch.uint8)
         for i, px in enumerate(self.pixels):
             tensors[f"pixels.{i}"] = px.to(torch.uint8)
+        for i, (mask, _) in enumerate(zip(self.painted, self.pixels)):
+            if mask is not None:
+                tensors[f"painted.{i}"] = mask
         meta = {"format": CARD_FORMAT, "name": self.name, "encoder_id": self.encoder_id,
                 "style_size": json.dumps(self.style_size), "sources": json.dumps(self.sources),
                 "taps": json.dumps(sorted(self.taps))}
@@ -164,6 +177,7 @@ class StyleCard:
                 mean=tensors["relu4_1.mean"], std=tensors["relu4_1.std"], taps=taps,
                 style_size=json.loads(meta["style_size"]), sources=json.loads(meta["sources"]),
                 thumbnail=tensors.get("thumbnail"), pixels=[tensors[f"pixels.{i}"] for i in range(n_px)],
+                painted=[tensors.get(f"painted.{i}") for i in range(n_px)],
             )
         except (KeyError, json.JSONDecodeError, RecursionError) as exc:
             raise CardError(f"{p}: style card is incomplete ({type(exc).__name__}: {str(exc)[:120]})") from None
@@ -211,15 +225,18 @@ def mix(cards: Sequence[StyleCard], weights: Sequence[float] | None = None, name
                 sum(wi * c.taps[t][1].float() for wi, c in zip(w, cards))) for t in sorted(common)}
     sources: list[dict[str, object]] = []
     pixels: list[Tensor] = []
+    painted: list[Tensor | None] = []
     keep_pixels = all(len(c.pixels) == len(c.sources) for c in cards)
     for wi, c in zip(w, cards):
         for s, sw in zip(c.sources, c.weights):
             sources.append({**s, "weight": wi * sw})
         if keep_pixels:
             pixels.extend(c.pixels)
+            painted.extend(c.painted or [None] * len(c.pixels))
     sizes = {c.style_size for c in cards}
     return StyleCard(
         name=name or "+".join(c.name for c in cards), encoder_id=enc, mean=mean, std=std, taps=taps,
         style_size=sizes.pop() if len(sizes) == 1 else None, sources=sources,
         thumbnail=max(zip(w, cards), key=lambda p: p[0])[1].thumbnail, pixels=pixels if keep_pixels else [],
+        painted=painted if keep_pixels else [],
     )

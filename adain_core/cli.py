@@ -19,7 +19,7 @@ from .cards import StyleCard, mix
 from .cache import StyleCache
 from .errors import AdaINError
 from .options import StylizeOptions
-from .vocabulary import COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
+from .vocabulary import BACKDROP_MODES, COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("-o", "--output", type=Path, required=True, help="card file (*.adainstyle.safetensors)")
     cc.add_argument("--style-size", type=int, default=512, help="shorter side of the style image in px")
     cc.add_argument("--name", help="name stored in the card (default: the image's file stem)")
+    cc.add_argument("--backdrop", choices=BACKDROP_MODES, default=BACKDROP_MODES[0],
+                    help="a flat white/black surround or transparent pixels: left out of the style (ignore, the "
+                         "default everywhere) or kept like the rest (keep: e.g. line art whose paper is the look)")
     cc.add_argument("--overwrite", action="store_true", help="replace an existing card file")
     _add_engine_options(cc)
     ci = csub.add_parser("info", help="show a card")
@@ -327,13 +330,15 @@ def _card(args: argparse.Namespace) -> int:
         if args.output.exists() and not args.overwrite:
             raise FileExistsError(f"{args.output}: card file exists (pass --overwrite to replace it)")
         engine = _load_engine(args)
-        card = engine.encode_style(args.style, size=args.style_size, name=args.name)
+        card = engine.encode_style(args.style, size=args.style_size, name=args.name, backdrop=args.backdrop)
         print(card.save(args.output, overwrite=args.overwrite))
     elif args.card_command == "info":
         card = StyleCard.load(args.card)
         print(json.dumps({"name": card.name, "encoder_id": card.encoder_id, "channels": card.mean.numel(),
                           "style_size": card.style_size, "sources": card.sources,
-                          "taps": sorted([*card.taps, "relu4_1"]), "has_pixels": bool(card.pixels)}, indent=2))
+                          "taps": sorted([*card.taps, "relu4_1"]), "has_pixels": bool(card.pixels),
+                          "backdrop_share": [0.0 if m is None else round(1 - float(m.float().mean()) / 255, 3)
+                                             for m in card.painted]}, indent=2))
     else:
         cards = [StyleCard.load(p) for p in args.cards]
         print(mix(cards, args.weights, args.name).save(args.output, overwrite=args.overwrite))

@@ -39,21 +39,28 @@ def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
-def mixture_stats(images: Sequence[Tensor], weights: Sequence[float]) -> tuple[Tensor, Tensor]:
+def mixture_stats(images: Sequence[Tensor], weights: Sequence[float],
+                  masks: Sequence[Tensor | None] | None = None) -> tuple[Tensor, Tensor]:
     """RGB mean and covariance of the pixels of several images pooled with weights (a card mixing paintings).
 
     Args:
         images: each (3, h, w) uint8 or float in [0, 1] (uint8 is scaled by 1/255).
         weights: one per image, summing to 1.
+        masks: per image, how much each pixel counts: (h, w) uint8 (255 = fully) or float in [0, 1], or ``None``
+            (every pixel fully); ``None`` for all images.
 
     Returns:
         ``(mean, cov)``: (3,) and (3, 3), float64.
     """
     mean = torch.zeros(3, dtype=torch.float64)
     second = torch.zeros(3, 3, dtype=torch.float64)
-    for img, w in zip(images, weights):
+    for img, w, mask in zip(images, weights, masks or [None] * len(images)):
         x = img.double() / 255 if img.dtype == torch.uint8 else img.double()
-        m, c = color_stats(x.reshape(1, 3, *x.shape[-2:]))
+        if mask is None:
+            m, c = color_stats(x.reshape(1, 3, *x.shape[-2:]))
+        else:
+            share = mask.double() / 255 if mask.dtype == torch.uint8 else mask.double()
+            m, c = _weighted_stats(x.reshape(1, 3, -1), share.reshape(1, 1, -1))
         mean += w * m[0]
         second += w * (c[0] + m[0][:, None] * m[0][None, :])
     return mean, second - mean[:, None] * mean[None, :]

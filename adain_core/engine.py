@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from .adain import Masks, Stats, StreamingStats, adain_targets, calc_mean_std, style_transfer
+from .adain import Masks, Stats, StreamingStats, adain_targets, calc_mean_std, masked_mean_std, style_transfer
+from .backdrop import painted_weights
 from .cards import StyleCard
 from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fits_raw_output, palette_target,
                     recolor_styles)
@@ -25,6 +27,7 @@ from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
 from .upsample import downscale, guided_upsample, working_size
+from .vocabulary import BACKDROP_MODES
 
 __all__ = ["Engine", "FrameState", "load", "MaskLike", "StyleSpec", "Progress", "CancelHook", "StylizeOptions",
            "MAX_STYLE_SIDE", "MAX_FRAMES_PER_PASS"]
@@ -142,19 +145,25 @@ class Engine:
         return self.decode(*decoder_inputs(targets))
 
     # -- styles ---------------------------------------------------------------------------------------------
-    def encode_style(self, image: ImageLike, size: int | None = 512, name: str | None = None) -> StyleCard:
+    def encode_style(self, image: ImageLike, size: int | None = 512, name: str | None = None,
+                     backdrop: str = BACKDROP_MODES[0]) -> StyleCard:
         """Encode a style image once into a reusable :class:`StyleCard`.
 
         Args:
-            image: a path, PIL image, numpy (H, W, 3|4) or tensor (1, 3, H, W) / (3, H, W) in [0, 1]; alpha ignored.
+            image: a path, PIL image, numpy (H, W, 3|4) or tensor (1, 3|4, H, W) / (3|4, H, W) in [0, 1].
             size: shorter side in px the style is resized to (keeping its aspect ratio), 16…4096; None keeps it.
                 Smaller sizes give larger brush strokes. The longer side after resizing may be at most
                 ``max(MAX_STYLE_SIDE, size)`` px (a 1x200 strip would otherwise become 512x102400).
             name: card name (default: the file stem, or "style").
+            backdrop: a mode of :data:`adain_core.vocabulary.BACKDROP_MODES`: ``ignore`` leaves a flat backdrop and
+                transparent pixels out of the statistics and the palette (:func:`adain_core.backdrop.painted_weights`:
+                a portrait cut out on white gives the figure's colours, not white); ``keep`` uses every pixel.
 
         Raises:
-            ImageLoadError, ShapeError, ValueRangeError: bad image or size.
+            ImageLoadError, ShapeError, ValueRangeError: bad image, size or backdrop mode.
         """
+        if backdrop not in BACKDROP_MODES:
+            raise ValueRangeError(f"backdrop must be one of {', '.join(BACKDROP_MODES)}, got {backdrop!r}")
         sha = None
         if isinstance(image, (str, Path)):
             path = Path(image)
@@ -163,7 +172,7 @@ class Engine:
             name = name or path.name.split(".")[0]
             image = pil
         batch = to_batch(image, "style image")
-        x = batch.pixels
+        x, alpha = batch.pixels, batch.alpha
         if x.shape[0] != 1:
             raise ShapeError("style image", "a single image (1, 3, H, W)", x.shape)
         if size is not None:
@@ -178,24 +187,34 @@ class Engine:
                     f"would be {longer} px long (more than {max(MAX_STYLE_SIDE, int(size))}); crop it to a less "
                     f"extreme aspect ratio or lower the style size")
             x = resize_shorter(x, int(size))
+            alpha = None if alpha is None else resize_shorter(alpha, int(size))
         px = (x[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8)
         if sha is None:
             sha = sha256_bytes(px.numpy().tobytes())
-        stats = self._style_stats(px.float()[None] / 255, TAPS)
+        weights = painted_weights(px.float()[None] / 255, alpha) if backdrop == "ignore" else None
+        painted = None if weights is None else (weights[0, 0] * 255 + 0.5).to(torch.uint8)
+        stats = self._style_stats(px.float()[None] / 255, TAPS, painted)
         thumb = resize_longer(px.float()[None] / 255, 128)
         return StyleCard(
             name=name or "style", encoder_id=self.encoder_id, mean=stats["relu4_1"][0], std=stats["relu4_1"][1],
             taps={t: stats[t] for t in TAPS if t != "relu4_1"}, style_size=None if size is None else int(size),
             sources=[{"name": name or "style", "sha256": sha, "weight": 1.0}],
-            thumbnail=(thumb[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8), pixels=[px],
+            thumbnail=(thumb[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8), pixels=[px], painted=[painted],
         )
 
-    def _style_stats(self, x: Tensor, taps: tuple[str, ...]) -> dict[str, tuple[Tensor, Tensor]]:
+    def _style_stats(self, x: Tensor, taps: tuple[str, ...],
+                     painted: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+        """Channel mean/std (C,) at ``taps`` of one style image (1, 3, H, W) in [0, 1], its pixels weighted by
+        ``painted`` ((H, W) uint8, 255 = fully; ``None``: all equally)."""
         padded, _ = pad_to_multiple(x)
         feats = self.features(padded, taps)
+        weight = None if painted is None else pad_to_multiple(painted.float()[None, None] / 255)[0]
         out = {}
         for t, f in feats.items():
-            m, s = calc_mean_std(f)
+            if weight is None:
+                m, s = calc_mean_std(f)
+            else:
+                m, s = masked_mean_std(f, F.adaptive_avg_pool2d(weight, f.shape[-2:]).to(f.device))
             out[t] = (m.flatten().cpu(), s.flatten().cpu())
         return out
 
@@ -215,10 +234,11 @@ class Engine:
             return {t: (stats[t][0].reshape(1, -1, 1, 1), stats[t][1].reshape(1, -1, 1, 1)) for t in self.taps}
         means: dict[str, list[Tensor]] = {t: [] for t in self.taps}
         stds: dict[str, list[Tensor]] = {t: [] for t in self.taps}
+        painted = card.painted or [None] * len(card.pixels)
         for images in recoloured:
             acc = {t: (0.0, 0.0) for t in self.taps}
-            for image, w in zip(images, card.weights):
-                for t, (m, s) in self._style_stats(image, self.taps).items():
+            for image, w, mask in zip(images, card.weights, painted):
+                for t, (m, s) in self._style_stats(image, self.taps, mask).items():
                     acc[t] = (acc[t][0] + w * m, acc[t][1] + w * s)
             for t, (m, s) in acc.items():
                 means[t].append(m)

@@ -1,15 +1,19 @@
-"""The words every layer and adapter shares: colour modes, precisions, tile modes, file suffixes. Defined here
-once and imported everywhere (the GIMP plug-in, which cannot import the engine, mirrors them under a test)."""
+"""The words every layer and adapter shares: colour modes, backdrop modes, precisions, tile modes, file suffixes.
+Defined here once and imported everywhere (the GIMP plug-in, which cannot import the engine, mirrors the colour modes
+under a test)."""
 
 from __future__ import annotations
 
-__all__ = ["COLOR_MODES", "PRECISIONS", "TILE_MODES", "SCALE_AUTO", "CARD_SUFFIX", "WEIGHTS_SUFFIX", "MODEL_SUFFIXES",
-           "is_card_path"]
+__all__ = ["COLOR_MODES", "BACKDROP_MODES", "PRECISIONS", "TILE_MODES", "SCALE_AUTO", "CARD_SUFFIX", "WEIGHTS_SUFFIX",
+           "MODEL_SUFFIXES", "is_card_path"]
 
 #: Where the result's colours come from: the painting's own palette (its RGB mean and covariance given to the
 #: result); the style's as the decoder renders them; the content's (style recoloured to them before encoding); or the
 #: content's chroma with stylised luminance. The first is the default.
 COLOR_MODES = ("palette", "style", "preserve", "luminance")
+#: What a style image's flat backdrop (a cut-out figure's plain white or black surround, or transparent pixels)
+#: counts for: left out of the style's statistics and palette, or kept like any other pixel. The first is the default.
+BACKDROP_MODES = ("ignore", "keep")
 #: Network precisions; ``auto`` picks fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Tiling besides a core tile size in px: ``auto`` tiles only when one pass does not fit the memory budget.

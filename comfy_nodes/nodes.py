@@ -16,7 +16,7 @@ from typing_extensions import override
 
 import adain_core
 from adain_core.fingerprint import file_identity
-from adain_core.vocabulary import CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
+from adain_core.vocabulary import BACKDROP_MODES, CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
 
 from . import models
 from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
@@ -142,19 +142,30 @@ class AdaINStyleEncode(io.ComfyNode):
                     tooltip="Pixels of the style image's shorter side before encoding (aspect ratio kept). Larger "
                     "sizes transfer finer brush strokes. 0 = use the image at its own size.",
                 ),
+                io.Combo.Input(
+                    "backdrop",
+                    options=list(BACKDROP_MODES),
+                    default=BACKDROP_MODES[0],
+                    optional=True,  # API prompts written before this input keep working (ignore)
+                    tooltip="A figure cut out on a flat white or black surround (a character portrait, clip art): "
+                    "ignore = the style is the figure's colours and strokes, not the surround's; keep = the whole "
+                    "image (line art whose white paper is the look).",
+                ),
             ],
             outputs=[AdaINStyle.Output(display_name="style")],
         )
 
     @classmethod
-    def execute(cls, model, style_image: torch.Tensor, style_size: int) -> io.NodeOutput:
+    def execute(cls, model, style_image: torch.Tensor, style_size: int,
+                backdrop: str = BACKDROP_MODES[0]) -> io.NodeOutput:
         pixels = image_to_engine(style_image, "style_image")
         size = None if style_size == 0 else style_size
         cards = []
         bar = comfy.utils.ProgressBar(pixels.shape[0])  # each tick is also an interrupt point
         for i in range(pixels.shape[0]):
             model_management.throw_exception_if_processing_interrupted()
-            cards.append(model.encode_style(pixels[i : i + 1], size=size, name=f"style image {i + 1}"))
+            cards.append(model.encode_style(pixels[i : i + 1], size=size, name=f"style image {i + 1}",
+                                            backdrop=backdrop))
             bar.update(1)
         card = cards[0] if len(cards) == 1 else adain_core.mix(cards, [1.0] * len(cards))
         return io.NodeOutput(card)

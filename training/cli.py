@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from adain_core.vocabulary import COLOR_MODES
+from adain_core.vocabulary import BACKDROP_MODES, COLOR_MODES
 
 from .config import LAMBDA_PRESETS, LAYER_WEIGHT_PRESETS, TrainConfig, resolve_lambda
 
@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"colour mode(s) of the engine, each model scored in each: {', '.join(COLOR_MODES)} "
                          f"(default style; rows of other modes are named NAME+MODE)")
     ev.add_argument("--verbose-pairs", action="store_true", help="also print every pair's metrics")
+    ev.add_argument("--backdrop", choices=BACKDROP_MODES, default=BACKDROP_MODES[0],
+                    help="a painting's flat backdrop: left out of its card and of the metrics (ignore, as the engine "
+                         "does) or kept (keep: the whole image, as evaluations before 2026-12-04)")
 
     cp = sub.add_parser("compare", help="two evaluations: means, pair-by-pair wins and the shipping rule "
                                         "(exit 0: met, 1: not met)")

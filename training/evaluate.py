@@ -3,7 +3,9 @@
 
 Per pair: ``style_gap_ratio``, ``gram_gap``, ``colour_gap``, ``content_corr``, seconds per image; per photo:
 ``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the model's own frozen
-encoder (see :mod:`training.metrics` for the definitions).
+encoder (see :mod:`training.metrics` for the definitions). A painting's flat backdrop
+(:mod:`adain_core.backdrop`) is left out of its card and of the metrics' painting side, as the engine does, unless
+``--backdrop keep``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from adain_core.backdrop import painted_weights
 from adain_core.networks import TAPS, pad_to_multiple
+from adain_core.vocabulary import BACKDROP_MODES
 
 from .data import IMAGE_EXTENSIONS
 from .metrics import (colour_gap_ratio, content_corr, feature_stats, gram_gap_ratio, psnr, spread,
@@ -42,12 +46,23 @@ REFERENCES: tuple[str, ...] = ("content (reference)", "colour transfer (referenc
 
 @dataclass
 class EvalSet:
-    """Photos and paintings of an evaluation, loaded once: names and (1, 3, H, W) float tensors in [0, 1]."""
+    """Photos and paintings of an evaluation, loaded once: names and (1, 3, H, W) float tensors in [0, 1]; and per
+    painting the (1, 1, H, W) weights of its painted pixels, or ``None`` (all of it; also for every painting when
+    ``painted`` is ``None``)."""
 
     content_names: list[str]
     style_names: list[str]
     contents: list[Tensor]
     styles: list[Tensor]
+    painted: list[Tensor | None] | None = None
+
+    @property
+    def backdrop(self) -> str:
+        """The :data:`adain_core.vocabulary.BACKDROP_MODES` mode the cards are made with."""
+        return BACKDROP_MODES[0] if self.painted is not None else "keep"
+
+    def style_weights(self) -> list[Tensor | None]:
+        return self.painted if self.painted is not None else [None] * len(self.styles)
 
     def images(self, which: str) -> list[Image.Image]:
         from adain_core.images import tensor_to_pil
@@ -78,10 +93,14 @@ def _load_resized(path: Path, size: int) -> Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()
 
 
-def load_eval_set(contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int) -> EvalSet:
-    """Load photos (shorter side ``size``) and paintings (shorter side ``style_size``)."""
+def load_eval_set(contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int,
+                  backdrop: str = BACKDROP_MODES[0]) -> EvalSet:
+    """Load photos (shorter side ``size``) and paintings (shorter side ``style_size``), with the paintings' painted
+    pixels unless ``backdrop`` is ``keep``."""
+    painting = [_load_resized(p, style_size) for p in styles]
+    painted = None if backdrop == "keep" else [painted_weights(x) for x in painting]
     return EvalSet([p.name for p in contents], [p.name for p in styles],
-                   [_load_resized(p, size) for p in contents], [_load_resized(p, style_size) for p in styles])
+                   [_load_resized(p, size) for p in contents], painting, painted)
 
 
 def padded_features(features: Callable[[Tensor, tuple[str, ...]], dict[str, Tensor]]) -> FeatureFn:
@@ -101,8 +120,9 @@ def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], feature
     """
     c_feats = [features(c) for c in evalset.contents]
     s_feats = [features(s) for s in evalset.styles]
+    s_weights = [None if w is None else pad_to_multiple(w)[0] for w in evalset.style_weights()]
     c_stats = [feature_stats(f) for f in c_feats]
-    s_stats = [feature_stats(f) for f in s_feats]
+    s_stats = [feature_stats(f, w) for f, w in zip(s_feats, s_weights)]
     pairs, spreads = [], []
     for ci, row in enumerate(outputs):
         row_stats = []
@@ -114,8 +134,9 @@ def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], feature
                 "content": evalset.content_names[ci], "style": evalset.style_names[si],
                 "seconds": seconds[ci][si] if seconds is not None else 0.0,
                 "style_gap_ratio": style_gap_ratio(o_stats, c_stats[ci], s_stats[si]),
-                "gram_gap": gram_gap_ratio(f_out, c_feats[ci], s_feats[si]),
-                "colour_gap": colour_gap_ratio(out, evalset.contents[ci], evalset.styles[si]),
+                "gram_gap": gram_gap_ratio(f_out, c_feats[ci], s_feats[si], s_weights[si]),
+                "colour_gap": colour_gap_ratio(out, evalset.contents[ci], evalset.styles[si],
+                                               evalset.style_weights()[si]),
                 "content_corr": content_corr(f_out["relu4_1"], c_feats[ci]["relu4_1"]),
             })
         spreads.append(spread(row_stats, s_stats))
@@ -136,7 +157,7 @@ def engine_outputs(engine: Any, evalset: EvalSet, progress: Callable[[str], None
     """
     from adain_core.images import pil_to_tensor, tensor_to_pil
 
-    cards = [engine.encode_style(tensor_to_pil(s), size=None, name=n)
+    cards = [engine.encode_style(tensor_to_pil(s), size=None, name=n, backdrop=evalset.backdrop)
              for s, n in zip(evalset.styles, evalset.style_names)]
     outputs, seconds = [], []
     for c, cname in zip(evalset.contents, evalset.content_names):
@@ -161,17 +182,13 @@ def engine_outputs(engine: Any, evalset: EvalSet, progress: Callable[[str], None
 
 def reference_outputs(evalset: EvalSet) -> dict[str, list[list[Tensor]]]:
     """The two reference rows: the photo itself for every painting, and the photo given the painting's RGB mean and
-    covariance (CORAL colour transfer, no network)."""
-    from adain_core.color import color_stats, coral
+    covariance (CORAL colour transfer, no network; of its painted pixels, as the engine's palette)."""
+    from adain_core.color import coral, mixture_stats
 
     identity = [[c for _ in evalset.styles] for c in evalset.contents]
-    transfer = []
-    for c in evalset.contents:
-        row = []
-        for s in evalset.styles:
-            mean, cov = color_stats(s)
-            row.append(coral(c, mean[0], cov[0]))
-        transfer.append(row)
+    palettes = [mixture_stats([s[0]], [1.0], [None if w is None else w[0, 0]])
+                for s, w in zip(evalset.styles, evalset.style_weights())]
+    transfer = [[coral(c, mean, cov) for mean, cov in palettes] for c in evalset.contents]
     return dict(zip(REFERENCES, (identity, transfer)))
 
 
@@ -186,14 +203,14 @@ def write_sheet(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], path: Pat
 
 
 def evaluate_model(engine: Any, contents: Sequence[Path], styles: Sequence[Path], size: int, style_size: int,
-                   cell: int = 128, sheet: Path | None = None,
-                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+                   cell: int = 128, sheet: Path | None = None, progress: Callable[[str], None] | None = None,
+                   backdrop: str = BACKDROP_MODES[0]) -> dict[str, Any]:
     """All content × style pairs at α = 1 plus reconstructions with one loaded engine.
 
     Returns:
         ``{"pairs": [...], "spread": [...], "reconstruction": [...], "means": {...}}``.
     """
-    evalset = load_eval_set(contents, styles, size, style_size)
+    evalset = load_eval_set(contents, styles, size, style_size, backdrop)
     outputs, seconds, recon = engine_outputs(engine, evalset, progress)
     result = score_outputs(evalset, outputs, padded_features(engine.features), seconds)
     result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
@@ -251,10 +268,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    evalset = load_eval_set(_list_images(args.content), _list_images(args.style), args.size, args.style_size)
+    evalset = load_eval_set(_list_images(args.content), _list_images(args.style), args.size, args.style_size,
+                            args.backdrop)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {"settings": {"size": args.size, "style_size": args.style_size,
+                                            "backdrop": args.backdrop,
                                             "contents": evalset.content_names, "styles": evalset.style_names},
                                "models": {}}
     n_pairs = len(evalset.contents) * len(evalset.styles)

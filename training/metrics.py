@@ -1,7 +1,9 @@
 """Evaluation metrics of stylised images, as pure functions of encoder features and pixels.
 
 "gap" metrics are ratios: distance(output, style) / distance(content, style), so 1 = the output is no closer to
-the painting than the untouched photo, 0 = it matches the painting on that measure.
+the painting than the untouched photo, 0 = it matches the painting on that measure. The painting's side may be
+weighted by a map of its painted pixels (``weight``: (1, 1, H, W) in [0, 1] at the image's size, e.g.
+:func:`adain_core.backdrop.painted_weights`), so that a flat backdrop the engine leaves out is left out here too.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from adain_core.adain import calc_mean_std
+import torch.nn.functional as F
+
+from adain_core.adain import calc_mean_std, masked_mean_std
 from adain_core.networks import TAPS
 
 from .losses import sliced_wasserstein, unit_directions
@@ -26,11 +30,17 @@ SPREAD_TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
 COLOUR_DIRECTIONS = 64  # fixed random unit directions of the colour metric (seed 0)
 
 
-def feature_stats(features: dict[str, Tensor]) -> Stats:
-    """Channel means and stds (each (C,), float32) of single-image features (1, C, h, w) per tap."""
+def _at(weight: Tensor, feat: Tensor) -> Tensor:
+    """An image-size weight map (1, 1, H', W') averaged onto the grid of features (1, C, h, w)."""
+    return F.adaptive_avg_pool2d(weight.float(), feat.shape[-2:])
+
+
+def feature_stats(features: dict[str, Tensor], weight: Tensor | None = None) -> Stats:
+    """Channel means and stds (each (C,), float32) of single-image features (1, C, h, w) per tap, the pixels
+    weighted by ``weight`` (see the module docstring; ``None``: equally)."""
     out = {}
     for tap, f in features.items():
-        m, s = calc_mean_std(f.float())
+        m, s = calc_mean_std(f.float()) if weight is None else masked_mean_std(f.float(), _at(weight, f))
         out[tap] = (m.flatten(), s.flatten())
     return out
 
@@ -52,10 +62,14 @@ def style_gap_ratio(output: Stats, content: Stats, style: Stats) -> float:
     return stat_gap(output, style) / max(stat_gap(content, style), 1e-12)
 
 
-def gram(feat: Tensor) -> Tensor:
-    """Gram matrix F·Fᵀ/(h·w) of single-image features (1, C, h, w) → (C, C) float32."""
+def gram(feat: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Gram matrix F·Fᵀ/(h·w) of single-image features (1, C, h, w) → (C, C) float32; with ``weight`` (see the
+    module docstring) F·diag(w)·Fᵀ/Σw."""
     f = feat.float().reshape(feat.shape[1], -1)
-    return f @ f.T / f.shape[1]
+    if weight is None:
+        return f @ f.T / f.shape[1]
+    w = _at(weight, feat).reshape(1, -1)
+    return (f * w) @ f.T / w.sum().clamp_min(1e-12)
 
 
 def _gram_distance(a: dict[str, Tensor], style_grams: dict[str, Tensor]) -> float:
@@ -66,33 +80,39 @@ def _gram_distance(a: dict[str, Tensor], style_grams: dict[str, Tensor]) -> floa
     return sum(terms) / len(terms)
 
 
-def gram_gap_ratio(output: dict[str, Tensor], content: dict[str, Tensor], style: dict[str, Tensor]) -> float:
+def gram_gap_ratio(output: dict[str, Tensor], content: dict[str, Tensor], style: dict[str, Tensor],
+                   style_weight: Tensor | None = None) -> float:
     """Texture gap: mean over relu1_1…relu4_1 of ‖Gram(out) − Gram(style)‖² / ‖Gram(style)‖², divided by the same for
-    the content. Arguments are tap → (1, C, h, w) features of each image."""
-    grams = {tap: gram(style[tap]) for tap in TAPS}
+    the content. Arguments are tap → (1, C, h, w) features of each image; ``style_weight`` weights the painting's
+    pixels (see the module docstring)."""
+    grams = {tap: gram(style[tap], style_weight) for tap in TAPS}
     return _gram_distance(output, grams) / max(_gram_distance(content, grams), 1e-12)
 
 
 COLOUR_PIXELS = 1 << 14  # pixels per image the colour metric uses (an evenly strided subset of larger images)
 
 
-def _pixels(x: Tensor) -> Tensor:
-    """(3, H, W) or (1, 3, H, W) → (1, 3, 1, n): all pixels, or an evenly strided subset of :data:`COLOUR_PIXELS`."""
+def _pixels(x: Tensor, weight: Tensor | None = None) -> Tensor:
+    """(3, H, W) or (1, 3, H, W) → (1, 3, 1, n): all pixels (with ``weight``: those weighted ≥ 0.5), or an evenly
+    strided subset of :data:`COLOUR_PIXELS`."""
     flat = x.float().reshape(1, 3, 1, -1)
+    if weight is not None and bool((weight >= 0.5).any()):
+        flat = flat[..., weight.reshape(-1) >= 0.5]
     step = max(1, flat.shape[-1] // COLOUR_PIXELS)
     return flat[..., ::step]
 
 
-def colour_gap_ratio(output: Tensor, content: Tensor, style: Tensor) -> float:
+def colour_gap_ratio(output: Tensor, content: Tensor, style: Tensor, style_weight: Tensor | None = None) -> float:
     """Colour gap: sliced Wasserstein distance between the RGB pixel distributions of output and style (64 fixed
     random unit directions; at most 16,384 evenly strided pixels per image), divided by the same for content and
     style.
 
     Args:
         output, content, style: (3, H, W) or (1, 3, H, W) float in [0, 1] (sizes may differ).
+        style_weight: the painting's pixels weighted ≥ 0.5 are its distribution (see the module docstring).
     """
     dirs = unit_directions(COLOUR_DIRECTIONS, seed=0)
-    o, c, s = (_pixels(x) for x in (output, content, style))
+    o, c, s = _pixels(output), _pixels(content), _pixels(style, style_weight)
     return float(sliced_wasserstein(o, s, dirs)[0]) / max(float(sliced_wasserstein(c, s, dirs)[0]), 1e-12)
 
 

@@ -136,6 +136,28 @@ def test_cards_create_info_mix_and_use(files, tmp_path: Path, capsys) -> None:
     assert run(stylize(files, files["content"], "--style", mixed, "-o", tmp_path / "mixed.png"), capsys)[0] == 0
 
 
+def test_card_of_a_cut_out_and_keeping_its_backdrop(files, tmp_path: Path, capsys) -> None:
+    """A figure on white: the card leaves the white out (``backdrop_share`` in ``card info``) unless
+    ``--backdrop keep``, and stylising with each card gives a different image."""
+    figure = Image.new("RGB", (40, 40), "white")
+    figure.paste(Image.open(files["style"]).resize((20, 20)), (10, 10))
+    figure.save(cut := tmp_path / "cut.png")
+    ignored, kept = tmp_path / "ignored.adainstyle.safetensors", tmp_path / "kept.adainstyle.safetensors"
+    for card, extra in ((ignored, []), (kept, ["--backdrop", "keep"])):
+        code = run(["card", "create", cut, "-o", card, "--style-size", "40", *extra, *engine_args(files)], capsys)[0]
+        assert code == 0
+    assert json.loads(run(["card", "info", ignored], capsys)[1])["backdrop_share"] == [0.75]
+    assert json.loads(run(["card", "info", kept], capsys)[1])["backdrop_share"] == [0.0]
+    outputs = []
+    for card in (ignored, kept):
+        outputs.append(tmp_path / f"{card.name}.png")
+        assert run(stylize(files, files["content"], "--style", card, "-o", outputs[-1]), capsys)[0] == 0
+    assert Image.open(outputs[0]).tobytes() != Image.open(outputs[1]).tobytes()
+    with pytest.raises(SystemExit):
+        main(["card", "create", str(cut), "-o", str(tmp_path / "x.adainstyle.safetensors"), "--backdrop", "drop"])
+    assert "invalid choice: 'drop'" in capsys.readouterr().err
+
+
 def test_card_of_another_encoder(files, tmp_path: Path, capsys) -> None:
     import dataclasses
 

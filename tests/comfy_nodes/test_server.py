@@ -96,7 +96,7 @@ def load_lines(comfy, model: str) -> list[str]:
 # -- node definitions --------------------------------------------------------------------------------------------------
 EXPECTED_INPUTS = {
     "AdaINModelLoader": (["model_name", "precision"], []),
-    "AdaINStyleEncode": (["model", "style_image", "style_size"], []),
+    "AdaINStyleEncode": (["model", "style_image", "style_size"], ["backdrop"]),
     "AdaINStyleMix": (["style_1", "weight_1", "style_2", "weight_2"], ["style_3", "weight_3", "style_4", "weight_4"]),
     "AdaINSaveStyle": (["style", "filename_prefix", "destination"], []),
     "AdaINLoadStyle": (["style_name"], []),
@@ -328,6 +328,22 @@ def test_style_batch_is_averaged_into_one_card(comfy, engine):
     got = comfy.output_images(comfy.run(prompt), "6")
     mixed = adain_core.mix([engine.encode_style(as_tensor(s), size=64) for s in styles], [1.0, 1.0])
     assert_close(got, saved(engine.stylize(as_tensor(content), mixed)))
+
+
+@pytest.mark.parametrize("backdrop", [None, "keep"])
+def test_cut_out_style_backdrop(comfy, engine, backdrop):
+    """A figure on white: without the optional input the surround is left out of the card (as the engine's default),
+    with ``keep`` it is used; each output matches adain_core's."""
+    style = np.full((48, 48, 3), 255, np.uint8)
+    style[12:36, 12:36] = harness.sample_style(24, 24, "b")
+    content = harness.sample_content(24, 32, seed=51)
+    prompt = simple_prompt(upload(comfy, "content", content), upload(comfy, "cut_out", style))
+    if backdrop is not None:
+        prompt["4"]["inputs"]["backdrop"] = backdrop
+    got = comfy.output_images(comfy.run(prompt), "6")
+    card = engine.encode_style(as_tensor(style), size=64, backdrop=backdrop or "ignore")
+    assert (card.painted[0] is None) == (backdrop == "keep")
+    assert_close(got, saved(engine.stylize(as_tensor(content), card)))
 
 
 def test_default_model_choice(comfy):

@@ -54,6 +54,24 @@ def test_output_equal_to_the_style_scores_zero_and_full_spread(features):
     assert spread(stats, stats) == pytest.approx(1.0)
 
 
+def test_weighted_painting_side_leaves_the_backdrop_out(features):
+    """An output that matches only the painted part of a painting on a white backdrop scores ~0 when the backdrop
+    is weighted out, and is far from the whole painting (white included)."""
+    figure = _img(5, 48, 48)
+    painting = torch.ones(1, 3, 48, 96)
+    painting[..., :, :48] = figure
+    weight = torch.zeros(1, 1, 48, 96)
+    weight[..., :, :48] = 1
+    fc, ff, fp = features(_img(0)), features(figure), features(painting)
+    assert colour_gap_ratio(figure, _img(0), painting, weight) < 1e-6
+    assert colour_gap_ratio(figure, _img(0), painting) > 0.3
+    weighted = feature_stats(fp, weight)
+    assert set(weighted) == set(TAPS)
+    # relu1_1 sees 1-px context: away from the seam the weighted statistics are the figure's
+    torch.testing.assert_close(weighted["relu1_1"][0], feature_stats(ff)["relu1_1"][0], atol=0.05, rtol=0.05)
+    assert gram_gap_ratio(ff, fc, fp, weight) < gram_gap_ratio(ff, fc, fp)
+
+
 def test_style_vector_is_unit_length_per_tap(features):
     v = style_vector(feature_stats(features(_img(4))))
     assert v.norm().item() == pytest.approx(3 ** 0.5, rel=1e-5)  # three unit-length parts
@@ -116,3 +134,23 @@ def test_raw_colour_loss_moves_the_raw_output_without_changing_the_palette_image
     assert float(raw_colour_loss(halfway, recoloured)) == pytest.approx(0.5 * float(raw_colour_loss(raw, recoloured)),
                                                                          rel=1e-5)
     assert float(raw_colour_loss(recoloured, recoloured)) == 0.0
+
+
+def test_evaluation_reads_a_cut_out_painting_without_its_backdrop(tmp_path):
+    """``adain-train evaluate`` (default ``--backdrop ignore``) finds a painting's white surround, and its colour
+    transfer reference gives the photo the figure's colours; ``keep`` uses the whole image."""
+    from PIL import Image
+
+    from training.evaluate import load_eval_set, reference_outputs
+
+    painting = torch.ones(1, 3, 64, 64)
+    painting[..., 16:48, 16:48] = torch.tensor([0.2, 0.5, 0.2])[:, None, None]
+    Image.fromarray((painting[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(tmp_path / "cut.png")
+    Image.fromarray((_img(0, 64, 64)[0].permute(1, 2, 0).numpy() * 255).astype("uint8")).save(tmp_path / "p.png")
+    ignored = load_eval_set([tmp_path / "p.png"], [tmp_path / "cut.png"], 64, 64)
+    kept = load_eval_set([tmp_path / "p.png"], [tmp_path / "cut.png"], 64, 64, backdrop="keep")
+    assert ignored.backdrop == "ignore" and float(ignored.painted[0].mean()) == 0.25
+    assert kept.backdrop == "keep" and kept.style_weights() == [None]
+    transfer = reference_outputs(ignored)["colour transfer (reference)"][0][0]
+    torch.testing.assert_close(transfer.mean(dim=(2, 3))[0], torch.tensor([0.2, 0.5, 0.2]), atol=0.01, rtol=0)
+    assert float(reference_outputs(kept)["colour transfer (reference)"][0][0].mean()) > 0.7

@@ -15,7 +15,7 @@ from .cards import StyleCard, mix
 from .engine import Engine, load
 from .errors import CardError, ImageLoadError
 from .fingerprint import FileIdentity, file_identity
-from .vocabulary import is_card_path
+from .vocabulary import BACKDROP_MODES, is_card_path
 
 __all__ = ["LRU", "EngineCache", "StyleCache", "model_key"]
 
@@ -124,8 +124,10 @@ class StyleCache:
         self._cards: LRU[StyleCard] = LRU(capacity)
 
     def card(self, engine: Engine, path: str | os.PathLike[str], style_size: int | None = 512, *,
+             backdrop: str = BACKDROP_MODES[0],
              before_encode: Callable[[], None] | None = None) -> tuple[StyleCard, bool]:
         """The card for one style file and whether it came from the cache; ``before_encode`` is called on a miss.
+        ``style_size`` and ``backdrop`` are :meth:`Engine.encode_style`'s (a card file carries its own).
 
         Raises:
             ImageLoadError / CardError: the image or card file is missing or unreadable (the message names it), or
@@ -138,7 +140,7 @@ class StyleCache:
             if card_file:
                 raise CardError(f"{os.fspath(path)}: style card not found") from None
             raise ImageLoadError(f"{os.fspath(path)}: no such image file") from None
-        key = (engine.encoder_id, identity, None if card_file else style_size)
+        key = (engine.encoder_id, identity, None if card_file else (style_size, backdrop))
         card = self._cards.get(key)
         if card is not None:
             return card, True
@@ -147,16 +149,17 @@ class StyleCache:
         if card_file:
             card = StyleCard.load(Path(path), engine.encoder_id)
         else:
-            card = engine.encode_style(path, size=style_size)
+            card = engine.encode_style(path, size=style_size, backdrop=backdrop)
         self._cards.put(key, card)
         return card, False
 
     def mixed(self, engine: Engine, styles: Sequence[tuple[str | os.PathLike[str], float]],
-              style_size: int | None = 512, *,
+              style_size: int | None = 512, *, backdrop: str = BACKDROP_MODES[0],
               before_encode: Callable[[], None] | None = None) -> tuple[StyleCard, list[bool]]:
         """One card for weighted style files (a single style as is, several mixed by weight), and per style whether
         it came from the cache."""
-        found = [self.card(engine, path, style_size, before_encode=before_encode) for path, _ in styles]
+        found = [self.card(engine, path, style_size, backdrop=backdrop, before_encode=before_encode)
+                 for path, _ in styles]
         cards = [card for card, _ in found]
         card = cards[0] if len(cards) == 1 else mix(cards, [weight for _, weight in styles])
         return card, [hit for _, hit in found]

@@ -96,23 +96,23 @@ class InProcessBackend(_Backend):
         self.description = (f"Engine in Blender's Python: adain_core {adain_core.__version__}, "
                             f"{self.engine.encoder_id} on {self.engine.device}")
 
-    def _card(self, styles: Styles, style_size: int):
-        card, _ = self._cards.mixed(self.engine, styles, style_size)
+    def _card(self, styles: Styles, style_size: int, backdrop: str):
+        card, _ = self._cards.mixed(self.engine, styles, style_size, backdrop=backdrop)
         return card
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                progress: Progress | None = None, cancel: Cancel | None = None):
+                backdrop: str = "ignore", progress: Progress | None = None, cancel: Cancel | None = None):
         def run():
-            card = self._card(styles, style_size)
+            card = self._card(styles, style_size, backdrop)
             return self.engine.stylize(image, card, alpha=alpha, color=color, scale=scale, progress=progress,
                                        cancel=cancel)
 
         return self._call(run)
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, total: int | None = None,
+                       style_size: int, scale: float | str = 1.0, backdrop: str = "ignore", total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
-        card = self._call(lambda: self._card(styles, style_size))
+        card = self._call(lambda: self._card(styles, style_size, backdrop))
         yield from self._each(self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
                                                          scale=scale, cancel=cancel, total=total))
 
@@ -132,20 +132,21 @@ class WorkerBackend(_Backend):
                             f"{self.client.python} (pid {hello.get('pid')})")
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                progress: Progress | None = None, cancel: Cancel | None = None):
+                backdrop: str = "ignore", progress: Progress | None = None, cancel: Cancel | None = None):
         relay = None if progress is None else (lambda done, total, stage: progress(done, total))
         result = self._call(lambda: self.client.stylize(image, styles, alpha=alpha, color=color,
-                                                        style_size=style_size, scale=scale, model=self.model,
-                                                        progress=relay, cancel=cancel))
+                                                        style_size=style_size, scale=scale, backdrop=backdrop,
+                                                        model=self.model, progress=relay, cancel=cancel))
         return result.array()
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, total: int | None = None,
+                       style_size: int, scale: float | str = 1.0, backdrop: str = "ignore", total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
         # One request per frame; the worker keeps the sequence's smoothed content statistics between them, so the
         # result equals the engine's stylize_frames in-process.
         results = self.client.stylize_frames(frames, styles, temporal=temporal, alpha=alpha, color=color,
-                                             style_size=style_size, scale=scale, model=self.model, cancel=cancel)
+                                             style_size=style_size, scale=scale, backdrop=backdrop, model=self.model,
+                                             cancel=cancel)
         try:
             for result in self._each(results):
                 yield result.array()

@@ -14,6 +14,12 @@ COLOR_MODES = (
     ("preserve", "Keep colours", "Keep the colours of the content; take the style's textures"),
     ("luminance", "Luminance only", "Stylise the brightness only; keep the content's chroma"),
 )
+# Mirrors adain_core.vocabulary.BACKDROP_MODES the same way.
+BACKDROP_MODES = (
+    ("ignore", "Leave Out", "A flat white or black surround of a style image (a cut-out figure) is not part of the "
+     "style: the result takes the figure's colours and strokes"),
+    ("keep", "Keep", "Use the whole style image, surround included (line art whose white paper is the look)"),
+)
 
 
 class AdaINStyle(bpy.types.PropertyGroup):
@@ -46,6 +52,7 @@ class AdaINSettings(bpy.types.PropertyGroup):
         description="0 keeps the content, 1 is fully stylised (blended in feature space)",
     )
     color: bpy.props.EnumProperty(name="Colour", items=COLOR_MODES, default=COLOR_MODES[0][0])
+    backdrop: bpy.props.EnumProperty(name="Style Backdrop", items=BACKDROP_MODES, default=BACKDROP_MODES[0][0])
     style_size: bpy.props.IntProperty(
         name="Style Size", min=64, soft_max=2048, default=512, subtype="PIXEL",
         description="The style image is resized so its shorter side has this many pixels before encoding; "
@@ -96,6 +103,7 @@ def draw_settings(layout, settings: AdaINSettings, *, compact: bool, animation_o
     layout.prop(settings, "alpha")
     layout.prop(settings, "color", text="" if compact else "Colour")
     layout.prop(settings, "style_size")
+    layout.prop(settings, "backdrop")
     layout.prop(settings, "scale")
     if animation_options and not compact:
         layout.prop(settings, "temporal")

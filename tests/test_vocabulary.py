@@ -1,6 +1,6 @@
-"""One vocabulary: the adapters take colour modes, precisions and suffixes from adain_core.vocabulary; the GIMP
-plug-in and the Blender add-on, which run in their host's Python without the engine, keep mirrors (with their UI
-labels) that must stay equal."""
+"""One vocabulary: the adapters take colour modes, backdrop modes, precisions and suffixes from adain_core.vocabulary;
+the GIMP plug-in and the Blender add-on, which run in their host's Python without the engine, keep mirrors (with
+their UI labels) that must stay equal."""
 
 from __future__ import annotations
 
@@ -24,9 +24,25 @@ def _literal(path: Path, name: str):
 @pytest.mark.parametrize("source", [PLUGIN_SOURCE / f"{PLUGIN_SOURCE.name}.py",
                                     Path(__file__).resolve().parents[1] / "blender_addon" / "settings.py"],
                          ids=["gimp", "blender"])
-def test_host_colour_modes_mirror_the_engine(source: Path):
-    modes = _literal(source, "COLOR_MODES")
-    assert tuple(mode for mode, _label, _tooltip in modes) == vocabulary.COLOR_MODES
+def test_host_colour_and_backdrop_modes_mirror_the_engine(source: Path):
+    for name in ("COLOR_MODES", "BACKDROP_MODES"):
+        modes = _literal(source, name)
+        assert tuple(mode for mode, _label, _tooltip in modes) == getattr(vocabulary, name)
+
+
+def test_worker_client_and_blender_backends_default_to_the_engines_backdrop_mode():
+    """They cannot import the vocabulary (standard library only / Blender's Python), so their literal default is
+    pinned here."""
+    import inspect
+
+    from adain_core.worker.client import WorkerClient
+    from blender_addon import backends
+
+    defaults = [inspect.signature(WorkerClient.stylize).parameters["backdrop"].default]
+    for backend in (backends.InProcessBackend, backends.WorkerBackend):
+        defaults += [inspect.signature(getattr(backend, f)).parameters["backdrop"].default
+                     for f in ("stylize", "stylize_frames")]
+    assert set(defaults) == {vocabulary.BACKDROP_MODES[0]}
 
 
 def test_card_paths():

@@ -23,10 +23,11 @@ Frames (:mod:`adain_core.worker.protocol`)
     Requests carry ``"op"``, replies ``"type"``:
 
     - ``hello {protocol, token}`` → ``hello {protocol, pid, python, engine_version, features}``; ``features`` lists
-      optional request fields or values the worker understands (``"sequence"``, ``"scale"``, ``"palette"``). A client
-      that needs one replaces a running worker without it once (an older engine's worker left running across an
-      upgrade), then reports the engine as too old (``error kind "Unsupported"``, raised by the client).
-    - ``stylize {protocol, model, styles: [{path, weight}], alpha, color?, style_size, tile, scale?,
+      optional request fields or values the worker understands (``"sequence"``, ``"scale"``, ``"palette"``,
+      ``"backdrop"``). A client that needs one replaces a running worker without it once (an older engine's worker
+      left running across an upgrade), then reports the engine as too old (``error kind "Unsupported"``, raised by
+      the client).
+    - ``stylize {protocol, model, styles: [{path, weight}], alpha, color?, style_size, backdrop?, tile, scale?,
       image: {shape: [H, W, 3|4], dtype: "uint8"|"float32"}, mask?: {shape: [H, W], dtype},
       sequence?: {id, temporal}}`` + payload (image bytes, then mask bytes) → any number of
       ``progress {stage, done, total}``, then ``result {image: {shape, dtype}, timings, cache, sequence?: {id,
@@ -34,6 +35,9 @@ Frames (:mod:`adain_core.worker.protocol`)
       connection) while the job runs stops it at the engine's next cancel check. Jobs run one at a time; a waiting
       job is told ``progress {stage: "queued"}``.
     - ``color``: a colour mode (default: the engine's, ``"palette"``; the value ``"palette"`` is the feature of the
+      same name).
+    - ``backdrop``: how style *images* are encoded, a mode of ``adain_core.vocabulary.BACKDROP_MODES`` (default
+      ``"ignore"``: a flat surround or transparent pixels are left out of the style; ``"keep"`` is the feature of the
       same name).
     - ``scale``: the working resolution, a number in (0, 1] or ``"auto"`` (also spelt 0; default 1, full size; see
       :class:`adain_core.StylizeOptions`); the result always has the image's size.

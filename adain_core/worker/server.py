@@ -30,7 +30,7 @@ from ..cache import LRU, EngineCache, StyleCache, model_key
 from ..errors import ValueRangeError
 from ..options import StylizeOptions
 from ..validate import check_scale
-from ..vocabulary import COLOR_MODES, TILE_MODES
+from ..vocabulary import BACKDROP_MODES, COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
                        recv_header, recv_message, recv_payload, send_message)
@@ -59,7 +59,7 @@ MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
 #: optional protocol features this worker understands, announced in its hello (clients needing one replace an older
 #: worker that lacks it).
-FEATURES = ("sequence", "scale", "palette")
+FEATURES = ("sequence", "scale", "palette", "backdrop")
 
 
 class _RequestError(Exception):
@@ -574,7 +574,8 @@ class WorkerServer:
             job.progress("encoding style")
 
         styles = [(style["path"], style["weight"]) for style in request["styles"]]
-        return self.cards.mixed(engine, styles, request["options"].style_size, before_encode=encoding)
+        return self.cards.mixed(engine, styles, request["options"].style_size, backdrop=request["backdrop"],
+                                before_encode=encoding)
 
 
 def _check_style_file(path: str) -> None:
@@ -704,6 +705,9 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             or not _STYLE_SIZES[0] <= style_size <= _STYLE_SIZES[1]):
         raise _RequestError(f"style_size must be an int in {_STYLE_SIZES[0]}..{_STYLE_SIZES[1]}, "
                             f"got {_short(style_size)}")
+    backdrop = header.get("backdrop", BACKDROP_MODES[0])
+    if not isinstance(backdrop, str) or backdrop not in BACKDROP_MODES:
+        raise _RequestError(f"backdrop must be one of {list(BACKDROP_MODES)}, got {_short(backdrop)}")
     try:
         scale = check_scale(header.get("scale", 1.0))
     except ValueRangeError as exc:
@@ -726,7 +730,7 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {_short(temporal)}")
         sequence = {"id": sequence_id, "temporal": float(temporal)}
     return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": alpha, "color": color,
-            "tile": tile, "style_size": style_size, "scale": scale, "model": model,
+            "tile": tile, "style_size": style_size, "backdrop": backdrop, "scale": scale, "model": model,
             "sequence": sequence}
 
 

@@ -31,6 +31,12 @@ COLOR_MODES = (
     ("preserve", "Preserve colours", "Recolour the style to the layer's colours first"),
     ("luminance", "Luminance only", "Stylise brightness, keep the layer's colours"),
 )
+# Mirrors adain_core.vocabulary.BACKDROP_MODES the same way.
+BACKDROP_MODES = (
+    ("ignore", "Leave out", "A flat white or black surround of the style image (a cut-out figure) is not part of the "
+     "style: the result takes the figure's colours and strokes"),
+    ("keep", "Keep", "Use the whole style image, surround included (line art whose white paper is the look)"),
+)
 FIX = ("To fix it, run `python -m pip install adain-style-transfer` and then `adain install gimp` with the Python "
        "you want the engine to use (or set ADAIN_PYTHON to that Python), then run the filter again.")
 
@@ -113,6 +119,7 @@ def stylize_drawable(image, drawable, config):
     alpha = config.get_property("alpha")
     color = config.get_property("color-mode")
     style_size = config.get_property("style-size")
+    backdrop = config.get_property("backdrop")
     working_resolution = config.get_property("working-resolution")
     use_selection = config.get_property("use-selection")
     new_layer = config.get_property("output") == "new-layer"
@@ -154,7 +161,7 @@ def stylize_drawable(image, drawable, config):
         client = worker.WorkerClient(python)
         result = client.stylize(bytes(pixels), styles, shape=(height, width, 4), dtype=dtype, alpha=alpha,
                                 color=color, style_size=style_size, tile="auto",
-                                scale=working_resolution, progress=_progress)
+                                scale=working_resolution, backdrop=backdrop, progress=_progress)
     except worker.WorkerUnavailable as exc:
         raise PluginError(f"the AdaIN engine could not start: {exc}. {FIX}") from None
     except worker.WorkerError as exc:
@@ -272,6 +279,12 @@ class AdaINStyleTransfer(Gimp.PlugIn):
                                       "Fraction of the layer's size the style is computed at, then upsampled along "
                                       "the layer's edges: faster, larger brush strokes. 1 = full size; 0 = auto "
                                       "(about 1.5 megapixels)", 0.0, 1.0, 1.0, rw)
+        # last, so that scripts calling the procedure with positional arguments keep working
+        backdrops = Gimp.Choice.new()
+        for number, (mode, label, tooltip) in enumerate(BACKDROP_MODES):
+            backdrops.add(mode, number, label, tooltip)
+        procedure.add_choice_argument("backdrop", "Style's _backdrop", "A flat surround of the style image: left out "
+                                      "of the style, or kept", backdrops, BACKDROP_MODES[0][0], rw)
         return procedure
 
 

@@ -192,6 +192,15 @@ def scenario_still(cfg: dict) -> dict:
     os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_half.png"))
     node.settings.scale = 1.0
 
+    # A style on a white surround: left out (the default), then kept.
+    node.settings.styles[0].filepath = cfg["cutout"]
+    for backdrop in ("ignore", "keep"):
+        node.settings.backdrop = backdrop
+        report[f"backdrop_{backdrop}"] = stylize()
+        os.replace(os.path.join(out, "still_.png"), os.path.join(out, f"stylized_backdrop_{backdrop}.png"))
+    node.settings.styles[0].filepath = cfg["style"]
+    node.settings.backdrop = "ignore"
+
     # Image Editor: Stylize Image on an image datablock, mixing a packed Blender image (0.7) and a file (0.3).
     content = bpy.data.images.load(os.path.join(out, "plain_standard_.png"))
     style_image = bpy.data.images.load(cfg["style"])

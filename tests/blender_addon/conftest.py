@@ -97,6 +97,19 @@ def style2_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cutout_path(style_path, tmp_path_factory) -> Path:
+    """The stripes style in the middle of a flat white surround (a cut-out figure's backdrop)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.full((60, 84, 3), 255, np.uint8)
+    pixels[10:50, 14:70] = np.asarray(Image.open(style_path))
+    path = tmp_path_factory.mktemp("cutout") / "cutout.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def engine(model_path):
     import adain_core
 
@@ -104,7 +117,7 @@ def engine(model_path):
 
 
 @pytest.fixture(scope="session")
-def run_session(bpy_python, addon_zip, model_path, style_path, style2_path, tmp_path_factory):
+def run_session(bpy_python, addon_zip, model_path, style_path, style2_path, cutout_path, tmp_path_factory):
     """``run_session(scenario, python=None, env_extra=None, **config) -> (report, out_dir)``: one fresh bpy process
     running a scenario of bpy_session.py (``env_extra``: more environment variables); fails with its output when it
     crashes."""
@@ -114,7 +127,7 @@ def run_session(bpy_python, addon_zip, model_path, style_path, style2_path, tmp_
         out = root / "out"
         out.mkdir()
         cfg = {"zip": str(addon_zip), "model": str(model_path), "style": str(style_path),
-               "style2": str(style2_path), "out": str(out),
+               "style2": str(style2_path), "cutout": str(cutout_path), "out": str(out),
                **config}
         (root / "config.json").write_text(json.dumps(cfg))
         env = {k: v for k, v in os.environ.items() if k not in ("ADAIN_PYTHON", "ADAIN_MODEL", "PYTHONPATH")}

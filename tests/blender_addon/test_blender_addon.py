@@ -138,6 +138,21 @@ def test_working_resolution(still, engine, style_path):
     _assert_close(_rgb(out / "stylized_half.png"), expected, "working resolution 0.5")
 
 
+def test_cut_out_style_backdrop(still, engine, cutout_path):
+    """The node's Style Backdrop: a white surround left out (default) or kept, each as adain_core does."""
+    report, out = still
+    outputs = []
+    for backdrop in ("ignore", "keep"):
+        assert report[f"backdrop_{backdrop}"]["error"] is None, report[f"backdrop_{backdrop}"]
+        card = engine.encode_style(cutout_path, size=512, backdrop=backdrop)
+        assert (card.painted[0] is None) == (backdrop == "keep")
+        expected = np.asarray(engine.stylize(Image.open(out / "plain_standard_.png"), card).convert("RGB"),
+                              dtype=np.float32)
+        outputs.append(_rgb(out / f"stylized_backdrop_{backdrop}.png"))
+        _assert_close(outputs[-1], expected, f"backdrop {backdrop}")
+    assert np.abs(outputs[0] - outputs[1]).max() > MAX_DIFF
+
+
 def test_image_editor_stylize_mixes_image_and_file_styles(still, engine, style_path, style2_path):
     import adain_core
 

@@ -13,7 +13,7 @@ from PIL import Image
 pytestmark = pytest.mark.host
 
 PROC_ARGS = ["style-file", "second-style-file", "mix", "alpha", "color-mode", "style-size", "use-selection", "output",
-             "working-resolution"]
+             "working-resolution", "backdrop"]
 #: GIMP stores the result as 8-bit; the engine runs on the same CPU code in both cases, so the only differences are
 #: float summation order (thread count) flipping a rounding: at most 2 levels anywhere, under 0.1 level on average.
 MAX_LEVELS, MEAN_LEVELS = 2, 0.1
@@ -42,6 +42,9 @@ def session(gimp_host, tmp_path_factory):
     for name, seed in (("style_a", 2), ("style_b", 3)):
         Image.fromarray(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8) // 2 + _content(96, 72, seed)[..., :3] // 2
                         ).save(work / f"{name}.png")
+    cut_out = np.full((72, 96, 3), 255, np.uint8)  # style_a's middle on a white surround
+    cut_out[18:54, 24:72] = np.asarray(Image.open(work / "style_a.png"))[18:54, 24:72]
+    Image.fromarray(cut_out).save(work / "cut_out.png")
     inputs = {"main": _content(48, 40, 4), "big": _content(56, 44, 5), "large": _content(512, 384, 6)}
     for name, pixels in inputs.items():
         (work / f"{name}.raw").write_bytes(pixels.tobytes())
@@ -78,6 +81,10 @@ def session(gimp_host, tmp_path_factory):
          "args": style},
         {"id": "working-resolution", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": {**style, "working-resolution": 0.5}},
+        {"id": "cut-out", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
+         "args": {**style, "style-file": str(work / "cut_out.png")}},
+        {"id": "cut-out-keep", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
+         "args": {**style, "style-file": str(work / "cut_out.png"), "backdrop": "keep"}},
         {"id": "missing-style", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": {**style, "style-file": str(work / "nope.png")}},
     ]
@@ -113,9 +120,9 @@ def engine_output(session):
 
     _, work, _, model, _ = session
     engine = adain_core.load(str(model))
-    card = engine.encode_style(str(work / "style_a.png"), size=STYLE_SIZE)
 
-    def stylize(rgba: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    def stylize(rgba: np.ndarray, scale: float = 1.0, style: str = "style_a", backdrop: str = "ignore") -> np.ndarray:
+        card = engine.encode_style(str(work / f"{style}.png"), size=STYLE_SIZE, backdrop=backdrop)
         out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, tile="auto", scale=scale)
         rgb = np.rint(np.clip(np.asarray(out, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
         return np.concatenate([rgb, rgba[..., 3:]], axis=2)
@@ -145,6 +152,7 @@ def test_registered_with_menu_path_and_arguments(session):
     assert defaults["output"] == "new-layer"
     assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "palette"
     assert defaults["working-resolution"] == 1.0
+    assert defaults["backdrop"] == "ignore"
 
 
 def test_new_layer_equals_engine_with_offsets_and_alpha(session, engine_output):
@@ -210,6 +218,18 @@ def test_working_resolution_equals_engine(session, engine_output):
     top, _ = result["layers"]
     assert (top["width"], top["height"]) == (48, 40)
     _assert_close(_pixels(work, top), engine_output(inputs["main"], scale=0.5))
+
+
+@pytest.mark.parametrize("scenario, backdrop", [("cut-out", "ignore"), ("cut-out-keep", "keep")])
+def test_cut_out_style_backdrop_equals_engine(session, engine_output, scenario, backdrop):
+    """A style on a white surround: left out by default, kept with backdrop=keep, as adain_core does."""
+    result = _result(session, scenario)
+    _, work, inputs, *_ = session
+    assert result["status"] == "success", result
+    top, _ = result["layers"]
+    _assert_close(_pixels(work, top), engine_output(inputs["main"], style="cut_out", backdrop=backdrop))
+    other = _result(session, "cut-out" if backdrop == "keep" else "cut-out-keep")["layers"][0]
+    assert np.abs(_pixels(work, top).astype(np.int16) - _pixels(work, other)).max() > MAX_LEVELS  # the choice counts
 
 
 def test_two_styles_mixed(session):

@@ -116,6 +116,27 @@ def test_style_card_cache_key_is_file_and_size(warm, assets):
     np.testing.assert_array_equal(_run(warm, assets, assets["content"], color="palette").array(), default)
 
 
+def test_cut_out_style_backdrop_matches_the_engine(warm, assets):
+    """A figure on white: the worker leaves the surround out (the default) or keeps it as the engine does, and the
+    card cache tells the two apart."""
+    import adain_core
+
+    figure = np.full((48, 48, 3), 255, np.uint8)
+    figure[12:36, 12:36] = np.asarray(Image.open(assets["style_a"]))[:24, :24]
+    path = assets["root"] / "cut_out.png"
+    Image.fromarray(figure).save(path)
+    content = assets["content"][..., :3].astype(np.float32) / 255
+    engine = adain_core.load(assets["model"])
+    for backdrop, cached in (("ignore", False), ("keep", False), ("ignore", True)):
+        result = warm.stylize(content.tobytes(), str(path), shape=content.shape, dtype="float32",
+                              model=assets["model"], style_size=STYLE_SIZE, backdrop=backdrop)
+        assert result.cache["styles"] == [cached]
+        card = engine.encode_style(path, size=STYLE_SIZE, backdrop=backdrop)
+        assert (card.painted[0] is None) == (backdrop == "keep")
+        expected = np.clip(np.asarray(engine.stylize(content, card, alpha=1.0), dtype=np.float32), 0, 1)
+        np.testing.assert_allclose(result.array(), expected, atol=2e-3)
+
+
 def test_mask_keeps_unmasked_pixels_exactly(warm, assets):
     content = assets["content"][..., :3].astype(np.float32) / 255
     mask = np.zeros(content.shape[:2], np.float32)

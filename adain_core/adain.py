@@ -60,10 +60,11 @@ def masked_mean_std(feat: Tensor, weight: Tensor, eps: float = 1e-5) -> tuple[Te
     safe = total.clamp_min(1e-8)
     mean = (x * w).sum(dim=(2, 3), keepdim=True) / safe
     var = ((x - mean) ** 2 * w).sum(dim=(2, 3), keepdim=True) / safe
-    full_mean, full_std = calc_mean_std(x, eps)
+    std = (var + eps).sqrt()
     empty = total <= 1e-8
-    mean = torch.where(empty, full_mean, mean)
-    std = torch.where(empty, full_std, (var + eps).sqrt())
+    if bool(empty.any()):  # the whole-image pass only where it is needed (it is a third of the cost)
+        full_mean, full_std = calc_mean_std(x, eps)
+        mean, std = torch.where(empty, full_mean, mean), torch.where(empty, full_std, std)
     return mean, std
 
 

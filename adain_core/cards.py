@@ -1,5 +1,6 @@
 """Style cards: cached style statistics (relu4_1 mean/std plus the other taps' for metrics), with provenance,
-a thumbnail and the style pixels needed by the ``preserve`` colour mode; saved as safetensors + JSON metadata.
+a thumbnail and the style pixels (with which of them are painted, not backdrop) needed by the ``preserve`` and
+``palette`` colour modes; saved as safetensors + JSON metadata.
 Also :func:`mix`, the weighted mixture of cards."""
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class EvalSet:
         return BACKDROP_MODES[0] if self.painted is not None else "keep"
 
     def style_weights(self) -> list[Tensor | None]:
+        """Per painting its painted-pixel weights or ``None``."""
         return self.painted if self.painted is not None else [None] * len(self.styles)
 
     def images(self, which: str) -> list[Image.Image]:

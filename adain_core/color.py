@@ -66,9 +66,15 @@ def mixture_stats(images: Sequence[Tensor], weights: Sequence[float],
     return mean, second - mean[:, None] * mean[None, :]
 
 
-def _weighted_stats(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (B, 3) and covariance (B, 3, 3), float64, of pixels ``x`` (B, 3, N) under weights ``w`` (B|1, 1, N)."""
-    x, w = x.double(), w.double().expand(x.shape[0], 1, -1)
+def _weighted_stats(x: Tensor, w: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Mean (B, 3) and covariance (B, 3, 3), float64, of pixels ``x`` (B, 3, N) under weights ``w`` (B|1, 1, N), or
+    every pixel alike (``None``)."""
+    x = x.double()
+    if w is None:
+        mean = x.mean(dim=2)
+        xc = x - mean[..., None]
+        return mean, xc @ xc.transpose(1, 2) / x.shape[2]
+    w = w.double().expand(x.shape[0], 1, -1)
     total = w.sum(dim=2).clamp_min(1e-12)
     mean = (x * w).sum(dim=2) / total
     xc = x - mean[..., None]
@@ -174,12 +180,13 @@ def palette_target(painting: tuple[Tensor, Tensor], content: Tensor, alpha: floa
     return a * p_mean + (1 - a) * c_mean, a * p_cov + (1 - a) * c_cov
 
 
-def _region_weights(palettes: Sequence[Palette], size: tuple[int, int], device: torch.device) -> list[Tensor]:
-    """Each region's weights (B|1, 1, H, W) in [0, 1]: its mask resized (bilinear), or ones."""
-    out = []
+def _region_weights(palettes: Sequence[Palette], size: tuple[int, int],
+                    device: torch.device) -> list[Tensor | None]:
+    """Each region's weights (B|1, 1, H, W) in [0, 1]: its mask resized (bilinear), or ``None`` for everywhere."""
+    out: list[Tensor | None] = []
     for _, _, mask in palettes:
         if mask is None:
-            out.append(torch.ones(1, 1, *size, device=device))
+            out.append(None)
             continue
         weight = mask.float().to(device).clamp(0, 1)
         out.append(weight if weight.shape[-2:] == size else
@@ -189,7 +196,7 @@ def _region_weights(palettes: Sequence[Palette], size: tuple[int, int], device: 
 
 def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> list[tuple[Tensor, Tensor]]:
     """The colour statistics of a result under each region's weights, which :func:`apply_palettes` maps to the
-    region's target (fitted separately so that frames can smooth them).
+    region's target (fitted separately so that frames can smooth them). Runs on ``image``'s device.
 
     Args:
         image: (B, 3, H, W) float, a stylised result (unclamped: see :func:`fits_raw_output`).
@@ -202,7 +209,8 @@ def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1
     b = image.shape[0]
     flat = image.float().reshape(b, 3, -1)
     step = max(1, flat.shape[2] // max_pixels)
-    return [_weighted_stats(flat[:, :, ::step], weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
+    return [_weighted_stats(flat[:, :, ::step],
+                            None if weight is None else weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
             for weight in _region_weights(palettes, tuple(image.shape[-2:]), image.device)]
 
 
@@ -210,7 +218,7 @@ def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tu
     """Give each region of a result its target colours (``palette`` colour mode): the affine map taking the region's
     fitted statistics (:func:`fit_palettes`) to its target, applied to the whole image and blended by the regions'
     weights. Where the weights sum to less than 1 the image is kept in part (as the engine keeps the content
-    there); where they sum to more they are normalised.
+    there); where they sum to more they are normalised. Runs on ``image``'s device.
 
     Args:
         image: (B, 3, H, W) float (unclamped: see :func:`fits_raw_output`).
@@ -220,17 +228,26 @@ def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tu
     Returns:
         (B, 3, H, W) float32 in [0, 1].
     """
+    weights = _region_weights(palettes, tuple(image.shape[-2:]), image.device)
+    maps = [_recolour(image, target, fit) for target, fit in zip(palettes, fits)]
+    if len(maps) == 1 and weights[0] is None:  # one painting everywhere: the map alone
+        return maps[0].clamp(0, 1)
     blended = torch.zeros(image.shape, device=image.device)
     cover = torch.zeros(1, 1, *image.shape[-2:], device=image.device)
-    weights = _region_weights(palettes, tuple(image.shape[-2:]), image.device)
-    for (mean, cov, _), (i_mean, i_cov), weight in zip(palettes, fits, weights):
-        transform, shift = coral_transform(i_mean.to(image.device), i_cov.to(image.device), mean.to(image.device),
-                                           cov.to(image.device))
-        recoloured = torch.einsum("bij,bjhw->bihw", transform.float(), image.float()) + shift.float()[..., None, None]
-        blended = blended + weight * recoloured
-        cover = cover + weight
+    for recoloured, weight in zip(maps, weights):
+        blended = blended + (recoloured if weight is None else weight * recoloured)
+        cover = cover + (1 if weight is None else weight)
     keep = (1 - cover).clamp_min(0)
     return (blended / cover.clamp_min(1) + keep * image.float()).clamp(0, 1)
+
+
+def _recolour(image: Tensor, target: Palette, fit: tuple[Tensor, Tensor]) -> Tensor:
+    """``image`` (B, 3, H, W) under the affine map taking the colour statistics ``fit`` to ``target``'s (float32,
+    not clamped)."""
+    mean, cov, _ = target
+    transform, shift = coral_transform(fit[0].to(image.device), fit[1].to(image.device), mean.to(image.device),
+                                       cov.to(image.device))
+    return torch.einsum("bij,bjhw->bihw", transform.float(), image.float()) + shift.float()[..., None, None]
 
 
 def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:

@@ -14,7 +14,7 @@ from .errors import ValueRangeError
 from .vocabulary import PRECISIONS
 
 __all__ = ["PRECISIONS", "pick_device", "pick_precision", "autocast", "cpu_has_bf16", "free_memory_bytes",
-           "parse_size", "to_device", "to_host"]
+           "parse_size", "to_device", "to_host", "colour_device"]
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -93,6 +93,12 @@ def to_host(x: torch.Tensor) -> torch.Tensor:
     out.copy_(x, non_blocking=True)
     torch.cuda.current_stream(x.device).synchronize()
     return out
+
+
+def colour_device(device: torch.device) -> torch.device:
+    """Where the colour modes' statistics (float64, :mod:`adain_core.color`) run for a result on ``device``: on the
+    device itself, so that only the finished image crosses to the host, except on MPS, which has no float64 (CPU)."""
+    return torch.device("cpu") if device.type == "mps" else device
 
 
 def free_memory_bytes(device: torch.device) -> int:

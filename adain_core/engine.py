@@ -17,7 +17,8 @@ from .backdrop import painted_weights
 from .cards import StyleCard
 from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fits_raw_output, palette_target,
                     recolor_styles)
-from .device import autocast, free_memory_bytes, parse_size, pick_device, pick_precision, to_device, to_host
+from .device import (autocast, colour_device, free_memory_bytes, parse_size, pick_device, pick_precision, to_device,
+                     to_host)
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
@@ -403,40 +404,45 @@ class Engine:
         size = working_size(h, w, options.scale)
         content_smooth = None if smooth is None else (lambda st: _levels(smooth(_flat(st), "stats"), self.taps))
         if size == (h, w):
-            out, stats = self._run_full(pixels, regions, options, content_smooth, progress, cancel)
+            out, content, stats = self._run_full(pixels, regions, options, content_smooth, progress, cancel)
         else:
             small = downscale(pixels, size)
-            out, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
-            full = pixels.cpu().float()
-            out = guided_upsample(out, full, guide_low=small.cpu(), clamp=not fits_raw_output(options.color))
-            out = after_image(options.color, after_pass(options.color, out, full), full)
+            out, _, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
+            content = pixels.cpu().float()
+            out = guided_upsample(to_host(out), content, guide_low=small.cpu(),
+                                  clamp=not fits_raw_output(options.color))
+            out = after_image(options.color, after_pass(options.color, out, content), content)
         if options.color != "palette":
-            return out, _flat(stats), ()
-        palettes = _palettes(regions, pixels, options.alpha)
+            return to_host(out), _flat(stats), ()
+        palettes = _palettes(regions, content, options.alpha)
         fits = fit_palettes(out, palettes)
         if smooth is not None:
             fits = smooth(fits, "colour")
-        return apply_palettes(out, palettes, fits), _flat(stats), fits
+        return to_host(apply_palettes(out, palettes, fits)), _flat(stats), fits
 
     def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
                   smooth: Callable[[Levels], Levels] | None, progress: Progress | None,
-                  cancel: CancelHook | None) -> tuple[Tensor, Levels]:
+                  cancel: CancelHook | None) -> tuple[Tensor, Tensor, Levels]:
         """:meth:`_run` at the pixels' own size, before the palette recolouring (whose input is not clamped:
-        :func:`fits_raw_output`); returns the content statistics used at each of :attr:`taps`."""
+        :func:`fits_raw_output`). Returns the result and the content pixels, both (B, 3, H, W) on the device where
+        the colour modes run (:func:`colour_device`; the CPU for a tiled image, whose canvas is there), and the
+        content statistics used at each of :attr:`taps`."""
         job = self._prepare(pixels, regions, options)
         color = options.color
         if job.tiles is None:
             out, stats = style_transfer(self._encode_taps, self._decode_taps, job.pixels, job.style_stats, job.masks,
                                         options.alpha, smooth)
-            out = to_host(job.crop(after_pass(color, out, job.pixels)))
+            out, content = job.crop(after_pass(color, out, job.pixels)), job.crop(job.pixels)
+            where = colour_device(self.device)
+            out, content = out.to(where), content.to(where)
             if progress is not None:
                 progress(1, 1)
         else:
             stats = self._tiled_stats(job, progress, cancel)
             if smooth is not None:
                 stats = smooth(stats)
-            out = job.crop(self._render_tiles(job, stats, progress, cancel))
-        return after_image(color, out, pixels.cpu()), stats
+            out, content = job.crop(self._render_tiles(job, stats, progress, cancel)), pixels.cpu()
+        return after_image(color, out, content), content, stats
 
     def _prepare(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]],
                  options: StylizeOptions) -> _Job:

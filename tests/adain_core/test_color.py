@@ -131,6 +131,16 @@ def test_match_palettes_regions_and_uncovered_pixels() -> None:
     torch.testing.assert_close(o_cov[0], cold[1], atol=2e-4, rtol=0)
 
 
+def test_match_palettes_one_region_everywhere_is_a_mask_of_ones() -> None:
+    """A single painting without a mask (the engine's common case, mapped directly) gives what a mask of ones does
+    through the blended path, unclamped input included."""
+    gen = torch.Generator().manual_seed(3)
+    image = 1.2 * torch.rand(2, 3, 24, 32, generator=gen) - 0.1
+    warm = (torch.tensor([0.7, 0.4, 0.2], dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 2e-3)
+    torch.testing.assert_close(match_palettes(image, [(*warm, None)]),
+                               match_palettes(image, [(*warm, torch.ones(1, 1, 24, 32))]), atol=1e-5, rtol=0)
+
+
 def test_palette_mode_gives_the_paintings_colours(random_engine, card_a, card_b, make_image) -> None:
     """Through the engine (random weights): the result's mean colour is the card's within 0.04 per channel (the clamp
     to [0, 1] is the only loss), far closer than in style mode; masks give each region its card's palette; tiles and

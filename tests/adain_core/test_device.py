@@ -73,3 +73,11 @@ def test_host_device_copies_keep_values() -> None:
         assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), x)
         back = to_host(on_gpu * 2)
         assert back.device.type == "cpu" and back.is_pinned() and torch.equal(back, x * 2)
+
+
+def test_colour_statistics_stay_on_the_device_that_has_float64() -> None:
+    """The palette/preserve statistics (float64) run where the result is, except on MPS (no float64 there)."""
+    from adain_core.device import colour_device
+
+    for name, where in (("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("mps", "cpu")):
+        assert colour_device(torch.device(name)) == torch.device(where)

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node 4 -m training.cli train ...        # data parallel, same options
     adain-train evaluate --model A.safetensors --model B.safetensors --content DIR --style DIR --out eval/
     adain-train export runs/x/checkpoint.pt --out model.safetensors [--eval eval/results.json]
-    adain-train pack .sprint/pack [--max-mb 45]                  # training data + encoder for a GPU machine
+    adain-train pack .sprint/pack [--max-mb 40]                  # training data + encoder for a GPU machine
     adain-train sprint .sprint/pack --out OUT [--minutes 7.5]    # fixed-time run from a pack (training/SPRINT.md)
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 from adain_core.vocabulary import BACKDROP_MODES, COLOR_MODES
 
 from .config import LAMBDA_PRESETS, LAYER_WEIGHT_PRESETS, TrainConfig, resolve_lambda
+from .pack import MAX_MB as PACK_MAX_MB
 
 __all__ = ["main", "build_parser"]
 
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="painting folder(s); earlier folders are taken first")
     pk.add_argument("--eval-content", default="../shared/data/eval/content", help="evaluation photos")
     pk.add_argument("--eval-style", default="../shared/data/eval/style", help="evaluation paintings")
-    pk.add_argument("--max-mb", type=float, default=45.0, help="size limit of the whole pack in MB (10^6 bytes)")
+    pk.add_argument("--max-mb", type=float, default=PACK_MAX_MB, help="size limit of the whole pack in MB (10^6 bytes)")
     pk.add_argument("--side", type=int, default=256, help="side of the square training images in px")
     pk.add_argument("--eval-side", type=int, default=256, help="shorter side of the evaluation images in px")
     pk.add_argument("--quality", type=int, default=75, help="WebP quality of the training images")

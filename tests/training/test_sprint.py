@@ -76,25 +76,32 @@ def test_random_crops_are_seeded_sized_and_in_range():
     assert torch.allclose(full, img, atol=1e-4) or torch.allclose(full, img.flip(-1), atol=1e-4)
 
 
+def _sprint(pack: Path, out: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``adain-train sprint`` on the CPU at toy sizes in a Python where the GPU machine's missing packages fail to
+    import; asserts it succeeded."""
+    blocker = tmp_path / "site"  # stand-ins that fail to import, found before the real packages
+    for name in ABSENT_ON_GPU_MACHINE:
+        (blocker / name).mkdir(parents=True, exist_ok=True)
+        (blocker / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('{name} is not installed on the GPU machine', name='{name}')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO)]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "training.cli", "sprint", str(pack), "--out", str(out), "--device", "cpu",
+         "--batch", "2", "--size", "32", "--eval-size", "32", "--precision", "fp32", "--log-seconds", "0",
+         "--snapshot-seconds", "0", "--palette", "1", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 @pytest.mark.parametrize(("init", "skip"), [("plain", "0"), ("plain", "1"), ("default", "1")])
 def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(pack, tmp_path, random_model_path,
                                                                                  init, skip):
     """From a plain decoder (kept plain, or given the relu3_1 input) and from the shipped skip decoder."""
-    blocker = tmp_path / "site"  # stand-ins that fail to import, found before the real packages
-    for name in ABSENT_ON_GPU_MACHINE:
-        (blocker / name).mkdir(parents=True)
-        (blocker / name / "__init__.py").write_text(
-            f"raise ModuleNotFoundError('{name} is not installed on the GPU machine', name='{name}')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker), str(REPO)]), "OMP_NUM_THREADS": "1"}
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "-m", "training.cli", "sprint", str(pack), "--out", str(out), "--device", "cpu",
-         "--max-steps", "3", "--batch", "2", "--size", "32", "--eval-size", "32", "--precision", "fp32",
-         "--log-seconds", "0", "--snapshot-seconds", "0", "--palette", "1", "--decoder-skip", skip,
-         "--init", "default" if init == "default" else str(random_model_path),
-         "--structure-taps", *(["relu3_1", "relu4_1"] if skip == "1" else ["relu4_1"])],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _sprint(pack, out, tmp_path, "--max-steps", "3", "--decoder-skip", skip,
+                   "--init", "default" if init == "default" else str(random_model_path),
+                   "--structure-taps", *(["relu3_1", "relu4_1"] if skip == "1" else ["relu4_1"]))
     assert "images/s" in proc.stdout and "colour transfer (reference)" in proc.stdout
     files = sorted(p.name for p in out.iterdir())
     assert files == ["decoder.safetensors", "log.jsonl", "loss.png", "metrics.json", "sheet.png"]
@@ -113,3 +120,21 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     assert engine.taps == (("relu3_1", "relu4_1") if skip == "1" else ("relu4_1",))
     assert engine.metadata["structure_taps"] == list(engine.taps)  # the skip run also trained relu3_1's structure
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)
+
+
+def test_a_second_call_continues_the_first_calls_decoder(pack, tmp_path):
+    """The runbook's second device call: a sprint whose ``--init`` is the first call's decoder (as carried back in
+    ``.sprint/last``) trains on from its step count, skip input and recipe; the first call, without its evaluation,
+    still leaves the decoder, the log and the metrics."""
+    import adain_core
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    _sprint(pack, first, tmp_path, "--init", "default", "--max-steps", "2", "--no-eval")
+    assert sorted(p.name for p in first.iterdir()) == ["decoder.safetensors", "log.jsonl", "loss.png", "metrics.json"]
+    start = adain_core.load("default", device="cpu").metadata["steps"]
+    after_first = adain_core.load(first / "decoder.safetensors", device="cpu").metadata
+    assert after_first["steps"] == start + 2
+    _sprint(pack, second, tmp_path, "--init", str(first / "decoder.safetensors"), "--max-steps", "2")
+    engine = adain_core.load(second / "decoder.safetensors", device="cpu", precision="fp32")
+    assert engine.metadata["steps"] == start + 4 and engine.taps == ("relu3_1", "relu4_1")
+    assert json.loads((second / "metrics.json").read_text())["summary"]["total_steps"] == start + 4

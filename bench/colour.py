@@ -15,11 +15,8 @@ Neither needs trained weights (random ones; the time is the same).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,29 +27,7 @@ import adain_core  # noqa: E402
 from adain_core.color import apply_palettes, fit_palettes, palette_target  # noqa: E402
 from adain_core.device import colour_device, to_device, to_host  # noqa: E402
 from adain_core.testing import make_random_model  # noqa: E402
-
-
-def _median_pair(a: Callable[[], object], b: Callable[[], object], repeat: int,
-                 device: torch.device) -> tuple[float, float]:
-    """Median seconds of ``a`` and of ``b``, run in turn after one warm-up round."""
-    times: tuple[list[float], list[float]] = ([], [])
-    for i in range(repeat + 1):
-        for fn, acc in ((a, times[0]), (b, times[1])):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i:
-                acc.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    """``"512"`` → (512, 512); ``"1920x1080"`` → (1080, 1920) as (height, width)."""
-    w, _, h = text.strip().lower().partition("x")
-    return (int(h), int(w)) if h else (int(w), int(w))
+from bench.stylize import _parse_size, _time_pair  # noqa: E402  (one timing loop for both benchmarks)
 
 
 def _figure_on_white(side: int, generator: torch.Generator) -> torch.Tensor:
@@ -98,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
             palettes = [(*palette_target(painting, photo_dev, 1.0), None)]
             return to_host(apply_palettes(out, palettes, fit_palettes(out, palettes)))
 
-        old, new = _median_pair(on_host, on_device, args.repeat, device)
+        old, new = _time_pair(on_host, on_device, args.repeat, device)
         label = f"{h}²" if h == w else f"{w}×{h}"
         print(f"| {label} | {old:.4f} | {new:.4f} | {old / new:.2f}× |", flush=True)
 
     style = _figure_on_white(args.style_size, g)
-    keep, ignore = _median_pair(lambda: engine.encode_style(style, size=args.style_size, backdrop="keep"),
+    keep, ignore = _time_pair(lambda: engine.encode_style(style, size=args.style_size, backdrop="keep"),
                                 lambda: engine.encode_style(style, size=args.style_size, backdrop="ignore"),
                                 args.repeat, device)
     print()

@@ -395,7 +395,8 @@ class Engine:
         mode) the colour statistics the recolouring was fitted to.
 
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
-        :func:`guided_upsample`; the colour mode is applied again at full size (content chroma / colours exact).
+        :func:`guided_upsample` (on the device where the colour modes run); the colour mode is applied again at full
+        size (content chroma / colours exact).
         ``smooth(stats, kind)``, for frames: the statistics to use given those measured, ``kind`` ``"stats"``
         (content, before decoding) or ``"colour"`` (the result's, before the palette recolouring).
         """
@@ -408,9 +409,8 @@ class Engine:
         else:
             small = downscale(pixels, size)
             out, _, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
-            content = pixels.cpu().float()
-            out = guided_upsample(to_host(out), content, guide_low=small.cpu(),
-                                  clamp=not fits_raw_output(options.color))
+            content = pixels.to(out.device, torch.float32)
+            out = guided_upsample(out, content, guide_low=small, clamp=not fits_raw_output(options.color))
             out = after_image(options.color, after_pass(options.color, out, content), content)
         if options.color != "palette":
             return to_host(out), _flat(stats), ()

@@ -195,8 +195,9 @@ def test_palette_mode_maps_the_decoders_unclamped_output(random_model_path, rand
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_result_matches_the_cpu_in_every_colour_mode(random_model_path, card_a, make_image) -> None:
-    """On CUDA the colour modes run on the GPU (only the finished image comes back): fp32 results agree with the
-    CPU's within 2/255, whole image, masked regions and a working resolution alike."""
+    """On CUDA the colour modes and the working resolution's upsampling run on the GPU (only the finished image
+    comes back): fp32 results agree with the CPU's within 2/255, whole image, masked regions and a working resolution
+    alike."""
     cpu = adain_core.load(random_model_path, device="cpu", precision="fp32")
     gpu = adain_core.load(random_model_path, device="cuda", precision="fp32")
     content = make_image(48, 64, seed=6)

@@ -6,7 +6,8 @@ same code as ``adain-train train``. A decoder snapshot is rewritten every ``--sn
 short still returns a usable model; at the end the decoder is evaluated on the pack's evaluation set.
 
 Writes into ``--out`` (5 files, each well under 16 MB): ``decoder.safetensors`` (engine model format, fp16),
-``metrics.json`` (throughput summary, arguments and the evaluation), ``sheet.png``, ``log.jsonl`` and ``loss.png``.
+``metrics.json`` (throughput summary, arguments and the evaluation), ``sheet.png``, ``log.jsonl`` and ``loss.png``;
+with ``--profile-steps N`` also ``profile.txt`` (:class:`training.profiling.StepProfiler`).
 
 Imports only torch, numpy, Pillow, safetensors and this repository (no kornia, matplotlib, tqdm or platformdirs).
 """
@@ -33,6 +34,7 @@ from adain_core.store import ENCODERS
 from .checkpoint import load_decoder_state
 from .config import TrainConfig
 from .pack import read_pack
+from .profiling import StepProfiler
 
 __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "SPRINT_RECIPE",
            "SPRINT_STRUCTURE_TAPS"]
@@ -202,6 +204,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-seconds", type=float, default=5.0, help="print throughput this often (default 5)")
     p.add_argument("--eval-size", type=int, default=256, help="evaluation: shorter side of photos and paintings")
     p.add_argument("--no-eval", action="store_true", help="skip the end-of-run evaluation")
+    p.add_argument("--profile-steps", type=int, default=0,
+                   help="profile this many steps after the first 10 and write profile.txt (wall vs device time, "
+                        "the slowest operators; default 0: off)")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -268,8 +273,11 @@ def run_sprint(args: argparse.Namespace) -> int:
     last_log = last_snap = t0
     last_step = trainer.step
     decoder_path = out / "decoder.safetensors"
+    profiler = StepProfiler(out / "profile.txt", args.profile_steps, dev) if args.profile_steps else None
     try:
         while time.monotonic() < deadline and (not args.max_steps or trainer.step - start_step < args.max_steps):
+            if profiler is not None:
+                profiler.tick(trainer.step - start_step)
             c = random_crops(content, args.batch, args.size, gen, args.min_scale)
             s = random_crops(style, args.batch, args.size, gen, args.min_scale)
             parts = trainer.train_step(c, s, as_floats=False)
@@ -300,6 +308,8 @@ def run_sprint(args: argparse.Namespace) -> int:
                 last_snap = now
     finally:
         log_file.close()
+        if profiler is not None:
+            profiler.close(trainer.step - start_step)
     train_seconds = time.monotonic() - t0
     trainer.wall_time += train_seconds
     steps = trainer.step - start_step

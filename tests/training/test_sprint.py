@@ -122,6 +122,19 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)
 
 
+def test_the_smoke_run_profiles_its_steps(pack, tmp_path):
+    """The runbook's smoke run with ``--profile-steps``: the steps after the warm-up run under the profiler and
+    ``profile.txt`` gives their wall time and the operators' table; a run that ends inside the window writes what
+    it profiled."""
+    for steps, profiled in ((14, 3), (12, 2)):
+        out = tmp_path / f"out{steps}"
+        _sprint(pack, out, tmp_path, "--init", "default", "--max-steps", str(steps), "--no-eval",
+                "--profile-steps", "3")
+        text = (out / "profile.txt").read_text()
+        assert text.startswith(f"{profiled} steps profiled (after 10) on cpu:"), text[:200]
+        assert "Self CPU time total" in text and "aten::convolution" in text
+
+
 def test_a_second_call_continues_the_first_calls_decoder(pack, tmp_path):
     """The runbook's second device call: a sprint whose ``--init`` is the first call's decoder (as carried back in
     ``.sprint/last``) trains on from its step count, skip input and recipe; the first call, without its evaluation,

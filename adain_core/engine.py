@@ -43,6 +43,10 @@ BORDER = 32
 #: the longest side a style image may have after resizing to the style size (or the style size, if larger).
 MAX_STYLE_SIDE = 8192
 
+# bytes per full-size value (pixel × channel) that a working resolution's upsampling and colour mode hold at once
+# (content and result in float32, the colour statistics' float64 copy, the mapped result, the bands)
+_FULL_SIZE_BYTES = 32
+
 StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
 Progress = Callable[[int, int], None]
 CancelHook = Callable[[], bool]
@@ -395,8 +399,9 @@ class Engine:
         mode) the colour statistics the recolouring was fitted to.
 
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
-        :func:`guided_upsample` (on the device where the colour modes run); the colour mode is applied again at full
-        size (content chroma / colours exact).
+        :func:`guided_upsample` (on the device where the colour modes run, or the CPU if the full-size image would
+        take more than half the GPU's free memory); the colour mode is applied again at full size (content chroma /
+        colours exact).
         ``smooth(stats, kind)``, for frames: the statistics to use given those measured, ``kind`` ``"stats"``
         (content, before decoding) or ``"colour"`` (the result's, before the palette recolouring).
         """
@@ -409,8 +414,10 @@ class Engine:
         else:
             small = downscale(pixels, size)
             out, _, stats = self._run_full(small, regions, options, content_smooth, progress, cancel)
-            content = pixels.to(out.device, torch.float32)
-            out = guided_upsample(out, content, guide_low=small, clamp=not fits_raw_output(options.color))
+            fits = pixels.numel() * _FULL_SIZE_BYTES <= free_memory_bytes(out.device) // 2
+            where = out.device if fits else torch.device("cpu")  # a full-size image too big for the GPU: the host
+            content = pixels.to(where, torch.float32)
+            out = guided_upsample(out.to(where), content, guide_low=small, clamp=not fits_raw_output(options.color))
             out = after_image(options.color, after_pass(options.color, out, content), content)
         if options.color != "palette":
             return to_host(out), _flat(stats), ()

@@ -1,0 +1,51 @@
+"""Make the README's full-size detail (docs/images/detail_example.jpg): one photo at 512 px stylised with four paintings
+by the default CLI settings, each output with its painting inset, so the strokes can be judged at the size an artist
+works at (the gallery's tiles are too small to show them).
+
+Usage: python docs/make_detail_example.py [--model default] [--data ../shared/data/eval]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from PIL import Image
+
+import adain_core
+from adain_core.images import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+#: eval paintings shown, by file-name ending: S1, Goeritz's canvas, Gauguin's Tahiti, a starry night
+STYLES = ("S1.jpg", "goeritz.jpg", "tahiti_guaguin.jpg", "stars2.jpg")
+INSET = 128  # px, longer side of the painting's thumbnail in each output's corner
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "detail_example.jpg")
+    args = parser.parse_args()
+    engine = adain_core.load(args.model)
+    content = load_image(sorted((args.data / "content").glob("*000000007784.jpg"))[0]).convert("RGB")  # the kite
+    content.thumbnail((512, 512))
+    tiles = []
+    for ending in STYLES:
+        style_path = sorted((args.data / "style").glob(f"*{ending}"))[0]
+        tile = engine.stylize(content, engine.encode_style(style_path))  # PIL in, PIL out
+        thumb = load_image(style_path).convert("RGB")
+        thumb.thumbnail((INSET, INSET))
+        tile.paste(thumb, (tile.width - thumb.width - 4, 4))
+        tiles.append(tile)
+    w, h = tiles[0].size
+    sheet = Image.new("RGB", (2 * w + 4, 2 * h + 4), "white")
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % 2) * (w + 4), (i // 2) * (h + 4)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.out, quality=88)
+    print(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,25 +7,21 @@ Usage: python docs/make_detail_example.py [--model default] [--data ../shared/da
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 from PIL import Image
 
 import adain_core
 from adain_core.images import load_image
+from example_args import example_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 #: eval paintings shown, by file-name ending: S1, Goeritz's canvas, Gauguin's Tahiti, a starry night
 STYLES = ("S1.jpg", "goeritz.jpg", "tahiti_guaguin.jpg", "stars2.jpg")
 INSET = 128  # px, longer side of the painting's thumbnail in each output's corner
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = example_parser(__doc__, "detail_example.jpg")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "detail_example.jpg")
     args = parser.parse_args()
     engine = adain_core.load(args.model)
     content = load_image(sorted((args.data / "content").glob("*000000007784.jpg"))[0]).convert("RGB")  # the kite

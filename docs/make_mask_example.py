@@ -5,8 +5,6 @@ Usage: python docs/make_mask_example.py [--model default] [--data ../shared/data
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,15 +12,13 @@ from PIL import Image
 
 import adain_core
 from adain_core.images import load_image, pil_to_tensor, tensor_to_pil
+from example_args import example_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = example_parser(__doc__, "mask_example.jpg")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "mask_example.jpg")
     args = parser.parse_args()
     engine = adain_core.load(args.model)
     content_path = sorted((args.data / "content").glob("*city2.jpg"))[0]

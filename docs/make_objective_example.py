@@ -18,7 +18,6 @@ Usage: python docs/make_objective_example.py [--model PATH ...] [--steps 250] [-
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -33,17 +32,16 @@ from training.checkpoint import load_decoder_state
 from training.config import TrainConfig
 from training.losses import palette_recolour, style_stats
 from training.loop import Trainer
+from example_args import example_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PANEL = 256  # px, the panels' shorter side
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = example_parser(__doc__, "objective_example.jpg")
     parser.add_argument("--model", action="append", type=Path,
                         help="decoder file or checkpoint to show (repeat; default: the shipped decoder)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "objective_example.jpg")
     parser.add_argument("--size", type=int, default=256, help="shorter side of photo and painting in px")
     parser.add_argument("--steps", type=int, default=250, help="Adam steps on the pixels (0: no such panel)")
     parser.add_argument("--pixel-init", choices=("photo", "decoder"), default="photo",

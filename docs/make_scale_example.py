@@ -9,27 +9,23 @@ Usage: python docs/make_scale_example.py [--model default] [--data ../shared/dat
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import torch
 from PIL import Image
 
 import adain_core
 from adain_core.images import load_image, pil_to_tensor, tensor_to_pil
+from example_args import example_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (2832, 4240)  # (H, W): 12.0 MP, 3:2
 CROP = 640  # px of the full-size image per panel (shown at PANEL px)
 PANEL = 320
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = example_parser(__doc__, "scale_example.jpg")
     parser.add_argument("--model", default="default")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "eval")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "scale_example.jpg")
     parser.add_argument("--scales", default="1,0.5,0.25")
     args = parser.parse_args()
     engine = adain_core.load(args.model)

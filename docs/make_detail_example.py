@@ -7,7 +7,6 @@ Usage: python docs/make_detail_example.py [--model default] [--data ../shared/da
 
 from __future__ import annotations
 
-
 from PIL import Image
 
 import adain_core

@@ -5,7 +5,6 @@ Usage: python docs/make_mask_example.py [--model default] [--data ../shared/data
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from PIL import Image
@@ -13,7 +12,6 @@ from PIL import Image
 import adain_core
 from adain_core.images import load_image, pil_to_tensor, tensor_to_pil
 from example_args import example_parser
-
 
 
 def main() -> None:

@@ -32,9 +32,8 @@ from training.checkpoint import load_decoder_state
 from training.config import TrainConfig
 from training.losses import palette_recolour, style_stats
 from training.loop import Trainer
-from example_args import example_parser
+from example_args import ROOT, example_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 PANEL = 256  # px, the panels' shorter side
 
 

@@ -19,15 +19,17 @@ import torch.nn.functional as F
 from adain_core.adain import calc_mean_std, masked_mean_std
 from adain_core.networks import TAPS
 
-from .losses import sliced_wasserstein, unit_directions
+from .losses import luma_loss, sliced_wasserstein, unit_directions
 
 __all__ = ["Stats", "feature_stats", "stat_gap", "style_gap_ratio", "gram", "gram_gap_ratio", "colour_gap_ratio",
-           "style_vector", "spread", "content_corr", "psnr", "SPREAD_TAPS", "COLOUR_DIRECTIONS"]
+           "style_vector", "spread", "content_corr", "layout_corr", "psnr", "SPREAD_TAPS", "COLOUR_DIRECTIONS",
+           "LAYOUT_RADIUS"]
 
 Stats = dict[str, tuple[Tensor, Tensor]]  # tap → (mean (C,), std (C,))
 
 SPREAD_TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
 COLOUR_DIRECTIONS = 64  # fixed random unit directions of the colour metric (seed 0)
+LAYOUT_RADIUS = 1 / 32  # box radius of the layout metric's blur per px of the shorter side (8 px at 256 px)
 
 
 def _at(weight: Tensor, feat: Tensor) -> Tensor:
@@ -163,6 +165,21 @@ def content_corr(out_feat: Tensor, content_feat: Tensor, eps: float = 1e-8) -> f
     if not bool(active.any()):
         return 0.0
     return float(per_channel[active].mean())
+
+
+def layout_corr(output: Tensor, content: Tensor) -> float:
+    """Whether the output keeps the photo's broad layout of light and dark: the correlation of the two images' luma
+    after a box blur of radius :data:`LAYOUT_RADIUS` × the shorter side (``1 − luma_loss / 2``).
+
+    A wide pale or dark halo round an object, or a light region painted dark, lowers it; strokes finer than the blur
+    and the palette's brightness and contrast do not. 1 = layout kept, 0 = unrelated.
+
+    Args:
+        output: (1, 3, H, W) float in [0, 1].
+        content: (1, 3, H, W) float in [0, 1], the photo, same size.
+    """
+    radius = max(1, round(min(content.shape[-2:]) * LAYOUT_RADIUS))
+    return 1.0 - float(luma_loss(output, content, radius)) / 2
 
 
 def psnr(a: Tensor, b: Tensor) -> float:

@@ -87,3 +87,19 @@ def test_by_style_averages_each_painting_and_prints_base_then_new(tmp_path, caps
     cli.main(["compare", base, _write(tmp_path / "new.json", new=new), "--by-style"])
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.strip()}
     assert rows["x.jpg"][2] == "0.300→0.400" and rows["y.jpg"][2] == "0.300→0.600"
+
+
+def test_a_metric_only_one_evaluation_has_is_left_out_and_counted_when_both_have_it(tmp_path, capsys):
+    def with_layout(result: dict, value: float) -> dict:
+        for q in result["pairs"]:
+            q["layout_corr"] = value
+        result["means"]["layout_corr"] = value
+        return result
+
+    older = _result([0.3] * 4, [0.9, 0.9])  # written before layout_corr existed
+    new = with_layout(_result([0.2] * 4, [0.95, 0.95], gram_gap=0.2, spread=0.95), 0.6)
+    assert "layout_corr" not in pair_wins(older, new) and pair_wins(older, new)["gram_gap"] == (4, 4)
+    assert pair_wins(with_layout(_result([0.3] * 4, [0.9, 0.9]), 0.5), new)["layout_corr"] == (4, 4)
+    assert cli.main(["compare", _write(tmp_path / "old.json", shipped=older), _write(tmp_path / "new.json", new=new),
+                     "--by-style"]) == 0
+    assert "layout_corr" not in capsys.readouterr().out

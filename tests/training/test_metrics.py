@@ -11,7 +11,7 @@ from adain_core.networks import TAPS
 from training.losses import (identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
                              unit_directions)
 from training.loop import make_encoder
-from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, spread, style_gap_ratio,
+from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, layout_corr, spread, style_gap_ratio,
                               style_vector)
 
 
@@ -37,6 +37,7 @@ def test_identity_output_scores_one_and_zero_spread(features):
     assert style_gap_ratio(feature_stats(fc), feature_stats(fc), feature_stats(fs)) == pytest.approx(1.0)
     assert gram_gap_ratio(fc, fc, fs) == pytest.approx(1.0)
     assert colour_gap_ratio(content, content, style) == pytest.approx(1.0)
+    assert layout_corr(content, content) == pytest.approx(1.0)
     styles = [feature_stats(features(_img(s))) for s in (1, 2, 3)]
     assert spread([feature_stats(fc)] * 3, styles) == pytest.approx(0.0, abs=1e-6)
 
@@ -110,6 +111,20 @@ def test_luma_loss_costs_a_dark_band_but_not_a_new_palette_or_fine_texture():
     assert pixels.grad is not None and pixels.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="one size"):
         luma_loss(photo, photo[..., :32, :32], radius=4)
+
+
+def test_layout_corr_sees_a_halo_but_not_a_new_palette():
+    """A bright disc on grey at 256 px: recoloured it keeps its layout (~1); a wide pale ring round it, the
+    decoder's halo, lowers the score; a picture of something else scores near 0."""
+    yy, xx = torch.meshgrid(torch.arange(256.0), torch.arange(256.0), indexing="ij")
+    r = ((yy - 128) ** 2 + (xx - 128) ** 2).sqrt()
+    photo = (0.3 + 0.6 * (r < 40).float()).expand(1, 3, 256, 256)
+    recoloured = (0.1 + 0.7 * photo) * torch.tensor([1.0, 0.7, 0.4]).reshape(1, 3, 1, 1)
+    halo = (photo + 0.4 * ((r >= 44) & (r < 80)).float()).clamp(0, 1)
+    elsewhere = (0.3 + 0.6 * ((xx - 40) ** 2 + (yy - 200) ** 2 < 900).float()).expand(1, 3, 256, 256)
+    assert layout_corr(recoloured, photo) > 0.999
+    assert layout_corr(halo, photo) < 0.9
+    assert abs(layout_corr(elsewhere, photo)) < 0.2
 
 
 def test_identity_loss_is_zero_for_a_perfect_reconstruction(features):

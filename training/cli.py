@@ -69,7 +69,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "--init-decoder weights, else 0)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
     p.add_argument("--identity-pixel", type=float, default=S,
-                   help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (default 0)")
+                   help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (with "
+                        "--palette after each is given its own image's palette; default 0)")
     p.add_argument("--identity-feature", type=float, default=S,
                    help="identity loss: weight of the feature MSE of those decodes (default 0)")
     p.add_argument("--identity-fraction", type=float, default=S,

@@ -69,6 +69,7 @@ class TrainConfig:
     layer_weights: str = "hed-std"
     warmup_steps: int = 0        # reconstruction warm-up: target = content features (+ pixel L1), no style loss
     identity_pixel: float = 0.0  # identity loss: pixel L1 weight of photos/paintings decoded from their own features
+    #                              (with palette: each decode first given its own image's palette)
     identity_feature: float = 0.0  # identity loss: weight of the per-layer-balanced feature MSE of those decodes
     identity_fraction: float = 0.25  # share of the batch's photos and of its paintings used for identity losses
     structure_weight: float = 0.0  # MSE of instance-normalised features, output vs photo (content_corr as a loss)

@@ -287,9 +287,10 @@ class Trainer:
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
                 decoded = self._decode({t: torch.cat([v, fc[t][:k], fs[t][:k]]) for t, v in targets.items()})
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
-                if cfg.palette:
+                if cfg.palette:  # the identity decodes too: each given its own image's palette
                     raw, out = out, palette_recolour(out, style)
-                    decoded = torch.cat([out.to(recon.dtype), recon])
+                    recon = palette_recolour(recon, torch.cat([content[:k], style[:k]]))
+                    decoded = torch.cat([out, recon])
                 f_all = self.encoder(decoded, self.out_taps)
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
                 fr = {t: v[target.shape[0]:] for t, v in f_all.items()}

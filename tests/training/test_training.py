@@ -122,6 +122,27 @@ def test_palette_training_gives_the_losses_the_paintings_colours(tiny_config, tm
     assert all(math.isfinite(r["loss"]) for r in records)
 
 
+def test_palette_identity_loss_sees_each_decode_in_its_own_images_palette(tiny_config):
+    """With ``palette`` the identity decodes are given their own image's palette before the pixel L1, as the
+    stylised outputs are given the painting's: a contrast and colour cast of the decoder's output then costs
+    nothing, and without ``palette`` it does."""
+    gen = torch.Generator().manual_seed(9)
+    content, style = torch.rand(4, 3, 32, 32, generator=gen), torch.rand(4, 3, 32, 32, generator=gen)
+
+    def identity_pixel(palette: bool, cast: bool) -> float:
+        torch.manual_seed(0)
+        trainer = Trainer(dataclasses.replace(tiny_config, palette=palette, identity_pixel=1.0))
+        rgb = [m for m in trainer.decoder.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 3][-1]
+        if cast:  # output → 0.5 · output + a per-channel offset
+            with torch.no_grad():
+                rgb.weight.mul_(0.5)
+                rgb.bias.mul_(0.5).add_(torch.tensor([2.0, 1.5, 2.5]))
+        return trainer.train_step(content, style)["identity_pixel"]
+
+    assert identity_pixel(True, True) == pytest.approx(identity_pixel(True, False), rel=0.02)  # Newton–Schulz
+    assert identity_pixel(False, True) > 2 * identity_pixel(False, False)
+
+
 def _decoder_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 

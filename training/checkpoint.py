@@ -1,9 +1,11 @@
 """Checkpoints: decoder, optimiser, step, RNG states and run bookkeeping in one ``torch.save`` file, written
-atomically; loading also accepts bare decoder state dicts, ``{"decoder", "opt", "step"}`` files and model files."""
+atomically; loading also accepts bare decoder state dicts, ``{"decoder", "opt", "step"}`` files and model files;
+the mean of several checkpoints' decoders (a weight average) is a checkpoint too."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from torch import Tensor
 from adain_core.errors import ModelError
 
 __all__ = ["CHECKPOINT_FORMAT", "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
-           "load_decoder_state"]
+           "load_decoder_state", "average_checkpoints"]
 
 CHECKPOINT_FORMAT = "adain-train-ckpt/1"
 
@@ -85,3 +87,32 @@ def load_decoder_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     if isinstance(data, dict) and all(isinstance(v, Tensor) for v in data.values()):
         return data, {"step": 0}
     raise ModelError(f"{path}: no decoder weights found")
+
+
+def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
+    """The uniform mean of several checkpoints' decoder weights, as a checkpoint to evaluate, export or start from.
+
+    Meant for the kept checkpoints of one run (``--keep-every``): at a constant learning rate the weights jitter
+    from one to the next, and their mean (a stochastic weight average) smooths that out. The result is the newest
+    checkpoint's (highest step) bookkeeping with the mean decoder (computed in float64, stored in the decoder's
+    dtype), ``averaged_steps`` (each file's step, in the order given) and no optimiser, scaler or RNG state: resume a
+    run from its last raw checkpoint, not from an average.
+
+    Raises:
+        ModelError: fewer than two files, a file missing or not a checkpoint, or a decoder whose tensor names or
+            shapes differ from the first file's.
+    """
+    if len(paths) < 2:
+        raise ModelError(f"averaging needs at least two checkpoints, got {len(paths)}")
+    states = [load_checkpoint(Path(p)) for p in paths]
+    first = states[0]["decoder"]
+    for path, state in zip(paths[1:], states[1:]):
+        dec = state["decoder"]
+        if dec.keys() != first.keys() or any(dec[k].shape != first[k].shape for k in first):
+            raise ModelError(f"{path}: its decoder does not match {paths[0]}'s (other tensor names or shapes)")
+    newest = max(states, key=lambda st: int(st["step"]))
+    averaged = {k: (sum(st["decoder"][k].double() for st in states) / len(states)).to(v.dtype)
+                for k, v in first.items()}
+    drop = {"format", "decoder", "optimizer", "scaler", "rng"}
+    return {**{k: v for k, v in newest.items() if k not in drop}, "decoder": averaged,
+            "averaged_steps": [int(st["step"]) for st in states]}

@@ -3,6 +3,7 @@
     adain-train train --content DIR --style DIR --out runs/x [--resume CKPT | --init-decoder FILE] ...
     torchrun --nproc_per_node 4 -m training.cli train ...        # data parallel, same options
     adain-train evaluate --model A.safetensors --model B.safetensors --content DIR --style DIR --out eval/
+    adain-train average runs/x/checkpoint_00*.pt --out runs/x/average.pt   # mean of kept checkpoints' decoders
     adain-train export runs/x/checkpoint.pt --out model.safetensors [--eval eval/results.json]
     adain-train pack .sprint/pack [--max-mb 40]                  # training data + encoder for a GPU machine
     adain-train sprint .sprint/pack --out OUT [--minutes 7.5]    # fixed-time run from a pack (training/SPRINT.md)
@@ -155,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--new-name", help="model row in the new file (default: its first model)")
     cp.add_argument("--by-style", action="store_true", help="also print the means painting by painting")
 
+    av = sub.add_parser("average", help="the mean of several checkpoints' decoder weights, as a checkpoint to "
+                                        "evaluate, export or start from (--init-decoder)")
+    av.add_argument("checkpoints", nargs="+", help="two or more checkpoints of one run (e.g. its kept ones)")
+    av.add_argument("--out", required=True, help="checkpoint .pt path to write")
+
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
     ex.add_argument("checkpoint")
     ex.add_argument("--out", required=True, help="model .safetensors path")
@@ -220,6 +226,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _average(args: argparse.Namespace) -> int:
+    from adain_core.errors import ModelError
+
+    from .checkpoint import average_checkpoints, save_checkpoint
+
+    try:
+        state = average_checkpoints([Path(p) for p in args.checkpoints])
+    except ModelError as exc:
+        print(f"adain-train average: {exc}", file=sys.stderr)
+        return 2
+    path = save_checkpoint(Path(args.out), state)
+    print(f"{path}: mean of {len(state['averaged_steps'])} decoders (steps {min(state['averaged_steps'])}–"
+          f"{max(state['averaged_steps'])})")
+    return 0
+
+
 def _pack(args: argparse.Namespace) -> int:
     from .loop import make_encoder
     from .pack import PackSettings, make_pack
@@ -259,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         from .compare import run_compare
 
         return run_compare(args)
+    if args.command == "average":
+        return _average(args)
     if args.command == "export":
         from .export import run_export
 

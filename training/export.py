@@ -65,6 +65,8 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
         meta["data_manifest_sha256"] = state["manifest_sha256"]
     if "hardware" in state:
         meta["hardware_steps"] = state["hardware"]
+    if "averaged_steps" in state:
+        meta["averaged_steps"] = list(state["averaged_steps"])
     if "wall_time" in state:
         meta["wall_time_hours"] = round(float(state["wall_time"]) / 3600, 3)
     return meta

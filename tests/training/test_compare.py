@@ -7,7 +7,8 @@ import json
 import pytest
 
 from training import cli
-from training.compare import COLOUR_GAP_SLACK, CONTENT_CORR_SLACK, pair_wins, read_result, ship_verdict, style_means
+from training.compare import (COLOUR_GAP_SLACK, CONTENT_CORR_SLACK, LAYOUT_CORR_SLACK, pair_wins, read_result,
+                              ship_verdict, style_means)
 
 MEANS = {"style_gap_ratio": 0.2, "gram_gap": 0.22, "colour_gap": 0.27, "content_corr": 0.48, "spread": 0.92,
          "recon_psnr": 13.0, "seconds_per_image": 1.0}
@@ -45,6 +46,12 @@ def test_the_shipping_rule_names_each_number_that_fails():
                                 "colour_gap": MEANS["colour_gap"] + COLOUR_GAP_SLACK / 2}) == []
     fails = ship_verdict(MEANS, {**MEANS, "gram_gap": 0.2, "colour_gap": 0.3, "spread": 0.92, "content_corr": 0.4})
     assert [f.split()[0] for f in fails] == ["colour_gap", "spread", "content_corr"]
+    # layout_corr counts when both means have it: within its slack ships, a halo that came back does not
+    better = {**MEANS, "gram_gap": 0.2, "spread": 0.93}
+    assert ship_verdict({**MEANS, "layout_corr": 0.6}, {**better, "layout_corr": 0.6 - LAYOUT_CORR_SLACK / 2}) == []
+    fails = ship_verdict({**MEANS, "layout_corr": 0.6}, {**better, "layout_corr": 0.5})
+    assert fails == [f"layout_corr 0.500 more than {LAYOUT_CORR_SLACK} below 0.600"]
+    assert ship_verdict(MEANS, {**better, "layout_corr": 0.1}) == []  # an older base without it
 
 
 def test_cli_compare_exits_0_when_the_rule_is_met_and_1_when_not(tmp_path, capsys):

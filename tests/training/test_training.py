@@ -302,6 +302,37 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     assert state2["step"] == 3 and sum(state2["hardware"].values()) == 1  # one step: 2 → 3
 
 
+def test_average_of_kept_checkpoints_evaluates_exports_and_refuses_other_decoders(image_dirs, tmp_path, capsys):
+    import adain_core
+
+    run = tmp_path / "run"
+    assert _cli_train(image_dirs, run, "--steps", "4", "--keep-every", "2") == 0
+    kept = [run / "checkpoint_0000002.pt", run / "checkpoint_0000004.pt"]
+    mean_path = tmp_path / "mean.pt"
+    assert cli.main(["average", *map(str, kept), "--out", str(mean_path)]) == 0
+    assert "mean of 2 decoders (steps 2–4)" in capsys.readouterr().out
+    states = [torch.load(p, weights_only=True) for p in kept]
+    mean = torch.load(mean_path, weights_only=True)
+    assert mean["step"] == 4 and mean["averaged_steps"] == [2, 4] and "optimizer" not in mean
+    for k, v in mean["decoder"].items():
+        assert torch.allclose(v, (states[0]["decoder"][k] + states[1]["decoder"][k]) / 2)
+    model_path = tmp_path / "mean.safetensors"
+    assert cli.main(["export", str(mean_path), "--out", str(model_path)]) == 0
+    engine = adain_core.load(model_path, device="cpu", precision="fp32")
+    assert engine.metadata["averaged_steps"] == [2, 4] and engine.metadata["steps"] == 4
+
+    # a decoder of another width, or one file alone: one line naming the problem, nothing written
+    half = tmp_path / "half"
+    assert _cli_train(image_dirs, half, "--steps", "1", "--decoder-width", "0.5") == 0
+    capsys.readouterr()
+    bad = tmp_path / "bad.pt"
+    assert cli.main(["average", str(kept[0]), str(half / "checkpoint.pt"), "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(half / "checkpoint.pt") in err and "does not match" in err
+    assert cli.main(["average", str(kept[0]), "--out", str(bad)]) == 2
+    assert "at least two checkpoints" in capsys.readouterr().err and not bad.exists()
+
+
 def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, tmp_path):
     import adain_core
 

@@ -93,10 +93,10 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
     """The uniform mean of several checkpoints' decoder weights, as a checkpoint to evaluate, export or start from.
 
     Meant for the kept checkpoints of one run (``--keep-every``): at a learning rate that barely changes between
-    them the weights jitter from one to the next, and their mean (a stochastic weight average) smooths that out. The result is the newest
-    checkpoint's (highest step) bookkeeping with the mean decoder (computed in float64, stored in the decoder's
-    dtype), ``averaged_steps`` (each file's step, in the order given) and no optimiser, scaler or RNG state: resume a
-    run from its last raw checkpoint, not from an average.
+    them the weights jitter from one to the next, and their mean (a stochastic weight average) smooths that out.
+    The result is the newest checkpoint's (highest step) bookkeeping with the mean decoder (computed in float64,
+    stored in the decoder's dtype), ``averaged_steps`` (each file's step, in the order given) and no optimiser, scaler
+    or RNG state: resume a run from its last raw checkpoint, not from an average.
 
     Raises:
         ModelError: fewer than two files, a file missing or not a checkpoint, or a decoder whose tensor names or

@@ -137,7 +137,8 @@ def region_stats(feat: Tensor, masks: Masks) -> Stats:
     return [calc_mean_std(feat) if m is None else masked_mean_std(feat, m) for m in masks]
 
 
-def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: Masks, alpha: float) -> Tensor:
+def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: Masks, alpha: float,
+                 marks: Sequence[Tensor | None] | None = None) -> Tensor:
     """The decoder's input: each region's AdaIN target blended with α, the regions mixed by their soft masks.
 
     Where the masks sum to less than 1 the content features show through; where they overlap they share.
@@ -149,20 +150,28 @@ def adain_target(feat: Tensor, style_stats: Stats, content_stats: Stats, masks: 
             for frames).
         masks: per region, (B|1, 1, H, W) weights in [0, 1] aligned with ``feat``, or ``None`` (everywhere).
         alpha: style strength (0 = content features).
+        marks: per region, (B|1, C, H, W) normalised features added to the content's before the style's statistics
+            are given to them (:func:`adain_core.marks.mark_fields`), or ``None``; default: none.
 
     Returns:
         (B, C, H, W) float32 target features.
     """
     f = feat.float()
+    marks = [None] * len(masks) if marks is None else marks
+
+    def styled(r: int) -> Tensor:
+        (sm, ss), (cm, cs), mark = style_stats[r], content_stats[r], marks[r]
+        target = adain(f, sm, ss, content_mean=cm, content_std=cs)
+        return blend_alpha(target if mark is None else target + ss.to(f.dtype) * mark.to(f.dtype), f, alpha)
+
     if len(masks) == 1 and masks[0] is None:
-        (sm, ss), (cm, cs) = style_stats[0], content_stats[0]
-        return blend_alpha(adain(f, sm, ss, content_mean=cm, content_std=cs), f, alpha)
+        return styled(0)
     weights = [torch.ones_like(f[:, :1]) if m is None else m.expand(f.shape[0], -1, -1, -1) for m in masks]
     cover = sum(weights)
     scale = 1.0 / cover.clamp_min(1.0)
     out = f * (1 - cover * scale)
-    for wgt, (sm, ss), (cm, cs) in zip(weights, style_stats, content_stats):
-        out = out + wgt * scale * blend_alpha(adain(f, sm, ss, content_mean=cm, content_std=cs), f, alpha)
+    for r, wgt in enumerate(weights):
+        out = out + wgt * scale * styled(r)
     return out
 
 
@@ -215,24 +224,28 @@ class StreamingStats:
 
 
 def adain_targets(feats: dict[str, Tensor], style_stats: dict[str, Stats], content_stats: dict[str, Stats],
-                  masks: dict[str, Masks], alpha: float) -> dict[str, Tensor]:
+                  masks: dict[str, Masks], alpha: float,
+                  marks: dict[str, Sequence[Tensor | None]] | None = None) -> dict[str, Tensor]:
     """The decoder's inputs: :func:`adain_target` at each of its taps (relu4_1, and relu3_1 for a skip decoder).
 
     Args:
         feats: tap → (B, C, h, w) content features.
-        style_stats, content_stats, masks: tap → that tap's per-region arguments of :func:`adain_target`.
+        style_stats, content_stats, masks, marks: tap → that tap's per-region arguments of :func:`adain_target`
+            (``marks`` optional).
         alpha: style strength (0 = content features).
 
     Returns:
         tap → (B, C, h, w) float32 target features.
     """
-    return {t: adain_target(f, style_stats[t], content_stats[t], masks[t], alpha) for t, f in feats.items()}
+    return {t: adain_target(f, style_stats[t], content_stats[t], masks[t], alpha, None if marks is None else marks[t])
+            for t, f in feats.items()}
 
 
 def style_transfer(encode: Callable[[Tensor], dict[str, Tensor]], decode: Callable[[dict[str, Tensor]], Tensor],
                    content: Tensor, style_stats: dict[str, Stats], masks: dict[str, Masks] | None = None,
-                   alpha: float = 1.0, smooth: Callable[[dict[str, Stats]], dict[str, Stats]] | None = None
-                   ) -> tuple[Tensor, dict[str, Stats]]:
+                   alpha: float = 1.0, smooth: Callable[[dict[str, Stats]], dict[str, Stats]] | None = None,
+                   marks: Callable[[dict[str, Tensor], dict[str, Stats]], dict[str, Sequence[Tensor | None]]]
+                   | None = None) -> tuple[Tensor, dict[str, Stats]]:
     """The method in one pass: encode → content statistics → AdaIN per region → mix → α → decode, at each of the
     decoder's input taps (relu4_1; and relu3_1 for a skip decoder, see :class:`adain_core.networks.Decoder`).
 
@@ -249,6 +262,8 @@ def style_transfer(encode: Callable[[Tensor], dict[str, Tensor]], decode: Callab
         alpha: style strength.
         smooth: optional hook given the measured content statistics (tap → per region), returning those to use
             (temporal smoothing).
+        marks: optional hook given the features and the content statistics used, returning the ``marks`` of
+            :func:`adain_targets` (:func:`adain_core.marks.mark_fields`).
 
     Returns:
         ``(image, content_stats)``: the decoded (B, 3, H, W) image and the content statistics used (tap → per
@@ -260,4 +275,5 @@ def style_transfer(encode: Callable[[Tensor], dict[str, Tensor]], decode: Callab
     stats = {t: region_stats(f, masks[t]) for t, f in feats.items()}
     if smooth is not None:
         stats = smooth(stats)
-    return decode(adain_targets(feats, style_stats, stats, masks, alpha)), stats
+    fields = None if marks is None else marks(feats, stats)
+    return decode(adain_targets(feats, style_stats, stats, masks, alpha, fields)), stats

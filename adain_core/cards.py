@@ -6,7 +6,7 @@ Also :func:`mix`, the weighted mixture of cards."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,9 @@ class StyleCard:
         painted: parallel to ``pixels``: how much each style pixel counts in the statistics, (h, w) uint8 (255 = the
             painting, 0 = a backdrop left out: :func:`adain_core.backdrop.painted_weights`), or ``None`` (all of
             it). Empty = all ``None``.
+        derived: what an engine derived from ``pixels`` once and keeps with the card for later calls (the blocks
+            of the ``marks`` option, keyed by the engine's taps, device and precision); never saved, never copied by
+            ``dataclasses.replace``.
     """
 
     name: str
@@ -55,6 +58,7 @@ class StyleCard:
     thumbnail: Tensor | None = None
     pixels: list[Tensor] = field(default_factory=list)
     painted: list[Tensor | None] = field(default_factory=list)
+    derived: dict[Hashable, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def weights(self) -> list[float]:

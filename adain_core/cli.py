@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=_scale, default=1.0,
                    help="working resolution: stylise at F x the size (0 < F <= 1; faster, larger strokes) and "
                         "upsample edge-aware to the input's size; auto: at most ~1.5 MP")
+    s.add_argument("--marks", type=float, default=0.0,
+                   help="0-2: fill the photo's flat areas (a clear sky) with the painting's own typical marks "
+                        "instead of the decoder's generic dabs; 0 = off")
     s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
     s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
     s.add_argument("--batch", default="auto",
@@ -227,7 +230,7 @@ def _stylize(args: argparse.Namespace) -> int:
 
         require("cluster", f"--cluster {args.cluster}")
     options = StylizeOptions(alpha=args.alpha, color=args.color, tile=args.tile, max_memory=args.max_memory,
-                             style_size=args.style_size, scale=args.scale)
+                             style_size=args.style_size, scale=args.scale, marks=args.marks)
     engine = _load_engine(args)
     styles = StyleCache()
     cards = [styles.card(engine, s["style"], options.style_size)[0] for s in args.styles]

@@ -23,6 +23,7 @@ from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, Valu
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
                      resize_shorter, to_batch)
+from .marks import Bank, mark_fields, typical_blocks
 from .networks import TAP_SCALE, TAPS, Decoder, Encoder, decoder_inputs, pad_to_multiple, padded_size
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
@@ -75,6 +76,14 @@ class _Job:
     masks: dict[str, Masks]  # decoder tap → per region (B|1, 1, Hp/s, Wp/s) (s: TAP_SCALE) or None (= everywhere)
     options: StylizeOptions
     tiles: list[Tile] | None  # None = one pass
+    banks: list[Bank] | None = None  # per region the painting's typical blocks (options.marks > 0), on the device
+
+    def marks(self, feats: dict[str, Tensor], stats: Levels, origin: tuple[int, int] = (0, 0)
+              ) -> dict[str, list[Tensor | None]] | None:
+        """The marks (:func:`mark_fields`) of a window of the padded image at ``origin`` (y, x) px; None when off."""
+        if self.banks is None:
+            return None
+        return mark_fields(feats, stats, list(self.banks), self.options.marks, origin)
 
     def crop(self, x: Tensor) -> Tensor:
         """The picture's own (B, C, H, W) out of a (B, C, Hp, Wp) result."""
@@ -207,21 +216,53 @@ class Engine:
             thumbnail=(thumb[0].permute(1, 2, 0) * 255 + 0.5).to(torch.uint8), pixels=[px], painted=[painted],
         )
 
+    def _style_features(self, x: Tensor, taps: tuple[str, ...], painted: Tensor | None = None
+                        ) -> tuple[dict[str, Tensor], dict[str, tuple[Tensor, Tensor]], Tensor | None]:
+        """One style image (1, 3, H, W) in [0, 1] encoded at ``taps``: its features (padded to a multiple of 8),
+        their channel mean/std (1, C, 1, 1) with the pixels weighted by ``painted`` ((H, W) uint8, 255 = fully;
+        ``None``: all equally), and those weights padded alike ((1, 1, Hp, Wp) in [0, 1], or ``None``)."""
+        padded, _ = pad_to_multiple(x)
+        feats = self.features(padded, taps)
+        weight = None if painted is None else pad_to_multiple(painted.float()[None, None] / 255)[0]
+        stats = {t: calc_mean_std(f) if weight is None else
+                 masked_mean_std(f, F.adaptive_avg_pool2d(weight, f.shape[-2:]).to(f.device)) for t, f in feats.items()}
+        return feats, stats, weight
+
     def _style_stats(self, x: Tensor, taps: tuple[str, ...],
                      painted: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
         """Channel mean/std (C,) at ``taps`` of one style image (1, 3, H, W) in [0, 1], its pixels weighted by
         ``painted`` ((H, W) uint8, 255 = fully; ``None``: all equally)."""
-        padded, _ = pad_to_multiple(x)
-        feats = self.features(padded, taps)
-        weight = None if painted is None else pad_to_multiple(painted.float()[None, None] / 255)[0]
-        out = {}
-        for t, f in feats.items():
-            if weight is None:
-                m, s = calc_mean_std(f)
-            else:
-                m, s = masked_mean_std(f, F.adaptive_avg_pool2d(weight, f.shape[-2:]).to(f.device))
-            out[t] = (m.flatten().cpu(), s.flatten().cpu())
-        return out
+        stats = self._style_features(x, taps, painted)[1]
+        return {t: (m.flatten().cpu(), s.flatten().cpu()) for t, (m, s) in stats.items()}
+
+    def _region_bank(self, card: StyleCard) -> Bank:
+        """The ``marks`` option's blocks of a card: each style picture's most typical blocks of normalised features
+        (:func:`typical_blocks`) at each of :attr:`taps`, pooled, on the device; computed once per card, engine
+        taps, device and precision (kept in ``card.derived``).
+
+        Raises:
+            CardError: the card carries no style pixels, or a picture is smaller than one block.
+        """
+        key = ("marks", self.taps, str(self.device), self.precision)
+        bank = card.derived.get(key)
+        if bank is None:
+            bank = card.derived[key] = self._compute_bank(card)
+        return bank  # type: ignore[return-value]
+
+    def _compute_bank(self, card: StyleCard) -> Bank:
+        """:meth:`_region_bank` without the memo."""
+        if not card.pixels or len(card.pixels) != len(card.sources):
+            raise CardError(f"style card {card.name!r} carries no style pixels; the marks option needs a card made by "
+                            f"encode_style (or a mix of such cards)")
+        banks = []
+        for px, painted in zip(card.pixels, card.painted or [None] * len(card.pixels)):
+            feats, stats, weight = self._style_features(px.float()[None] / 255, self.taps, painted)
+            z = {t: (f - stats[t][0]) / stats[t][1] for t, f in feats.items()}
+            try:
+                banks.append(typical_blocks(z, weight))
+            except ValueError as exc:
+                raise CardError(f"style card {card.name!r}: {exc}") from None
+        return {t: torch.cat([b[t] for b in banks]).to(self.device) for t in self.taps}
 
     def _region_style_stats(self, card: StyleCard, color: str, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """The style statistics a region uses at each of :attr:`taps`: the card's, or (colour hooks) those of its
@@ -438,7 +479,7 @@ class Engine:
         color = options.color
         if job.tiles is None:
             out, stats = style_transfer(self._encode_taps, self._decode_taps, job.pixels, job.style_stats, job.masks,
-                                        options.alpha, smooth)
+                                        options.alpha, smooth, None if job.banks is None else job.marks)
             out, content = job.crop(after_pass(color, out, job.pixels)), job.crop(job.pixels)
             where = colour_device(self.device)
             out, content = out.to(where), content.to(where)
@@ -464,7 +505,8 @@ class Engine:
         per_region = [self._region_style_stats(card, options.color, pixels) for card, _ in regions]
         style_stats = {tap: [(r[tap][0].to(self.device), r[tap][1].to(self.device)) for r in per_region]
                        for tap in self.taps}
-        return _Job(padded, size, style_stats, masks, options, self._plan(b, hp, wp, options))
+        banks = [self._region_bank(card) for card, _ in regions] if options.marks > 0 else None
+        return _Job(padded, size, style_stats, masks, options, self._plan(b, hp, wp, options), banks)
 
     def _plan(self, b: int, hp: int, wp: int, options: StylizeOptions) -> list[Tile] | None:
         tile, max_memory = options.tile, options.max_memory
@@ -514,7 +556,9 @@ class Engine:
             masks = {tap: [None if m is None else m[:, :, t.cy0 // TAP_SCALE[tap]:t.cy1 // TAP_SCALE[tap],
                                                      t.cx0 // TAP_SCALE[tap]:t.cx1 // TAP_SCALE[tap]] for m in ms]
                      for tap, ms in job.masks.items()}
-            targets = adain_targets(self._encode_taps(region), job.style_stats, stats, masks, job.options.alpha)
+            feats = self._encode_taps(region)
+            targets = adain_targets(feats, job.style_stats, stats, masks, job.options.alpha,
+                                    job.marks(feats, stats, (t.cy0, t.cx0)))
             paste_feathered(canvas, after_pass(job.options.color, self._decode_taps(targets), region), t)
             if progress is not None:
                 progress(n + i + 1, 2 * n)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ValueRangeError
-from .validate import check_alpha, check_scale
+from .validate import check_alpha, check_marks, check_scale
 from .vocabulary import COLOR_MODES, TILE_MODES
 
 __all__ = ["StylizeOptions", "MIN_TILE", "STYLE_SIZE_RANGE"]
@@ -35,13 +35,16 @@ class StylizeOptions:
             to the content's size: faster, and larger strokes relative to the image), or ``"auto"`` (the F that
             brings the image down to :data:`adain_core.upsample.AUTO_PIXELS` pixels; never above 1), which 0 also
             means (the hosts' sliders put auto at 0). 1 = full size.
+        marks: 0…2, how strongly the painting's own typical marks fill the photo's flat areas (a clear sky), where
+            the decoder alone paints the same dabs for every painting (:mod:`adain_core.marks`); 0 = off. Needs
+            cards that carry their style pixels (those of :meth:`adain_core.Engine.encode_style` and their mixes).
 
     Raises:
         ValueRangeError: a value out of range, naming it.
 
     Examples:
         >>> StylizeOptions(alpha=0.5).replace(color="luminance")
-        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512, scale=1.0)
+        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512, scale=1.0, marks=0.0)
     """
 
     alpha: float = 1.0
@@ -50,6 +53,7 @@ class StylizeOptions:
     max_memory: str | int | None = None
     style_size: int | None = 512
     scale: float | str = 1.0
+    marks: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", check_alpha(self.alpha))  # finite and ≥ 0
@@ -69,6 +73,7 @@ class StylizeOptions:
                 raise ValueRangeError(f"style size must be between {low} and {high} px, got {self.style_size}")
             object.__setattr__(self, "style_size", int(self.style_size))
         object.__setattr__(self, "scale", check_scale(self.scale))
+        object.__setattr__(self, "marks", check_marks(self.marks))
 
     def replace(self, **changes: Any) -> StylizeOptions:
         """A copy with some fields changed (validated again)."""

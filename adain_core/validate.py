@@ -17,7 +17,8 @@ from torch import Tensor
 from .errors import AdaINError, ValueRangeError
 from .vocabulary import SCALE_AUTO
 
-__all__ = ["check_stats", "check_uint8_image", "check_weights", "check_alpha", "check_scale", "check_state_finite", "check_name"]
+__all__ = ["check_stats", "check_uint8_image", "check_weights", "check_alpha", "check_marks", "check_scale",
+           "check_state_finite", "check_name", "MAX_MARKS"]
 
 
 def _where(source: object | None) -> str:
@@ -104,6 +105,23 @@ def check_alpha(alpha: object) -> float:
     value = _as_float(alpha, "alpha must be a number ≥ 0 (1 = full style)")
     if not math.isfinite(value) or value < 0:
         raise ValueRangeError(f"alpha must be a finite number ≥ 0 (1 = full style), got {alpha!r}")
+    return value
+
+
+#: the largest ``marks`` strength (:class:`adain_core.options.StylizeOptions`): at 2 the painting's blocks outweigh
+#: the photo's own features in flat areas twice over
+MAX_MARKS = 2.0
+
+
+def check_marks(marks: object) -> float:
+    """Strength of the painting's own marks in flat areas: a number in [0, :data:`MAX_MARKS`] (0 = none, not a
+    bool). Returns it as float."""
+    message = f"marks must be a number from 0 to {MAX_MARKS:g} (0 = none)"
+    if isinstance(marks, bool):
+        raise ValueRangeError(f"{message}, got {marks!r}")
+    value = _as_float(marks, message)
+    if not 0.0 <= value <= MAX_MARKS:  # also rejects NaN
+        raise ValueRangeError(f"{message}, got {marks!r:.40}")
     return value
 
 

@@ -101,20 +101,22 @@ class InProcessBackend(_Backend):
         return card
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                backdrop: str = "ignore", progress: Progress | None = None, cancel: Cancel | None = None):
+                marks: float = 0.0, backdrop: str = "ignore", progress: Progress | None = None,
+                cancel: Cancel | None = None):
         def run():
             card = self._card(styles, style_size, backdrop)
-            return self.engine.stylize(image, card, alpha=alpha, color=color, scale=scale, progress=progress,
-                                       cancel=cancel)
+            return self.engine.stylize(image, card, alpha=alpha, color=color, scale=scale, marks=marks,
+                                       progress=progress, cancel=cancel)
 
         return self._call(run)
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, backdrop: str = "ignore", total: int | None = None,
+                       style_size: int, scale: float | str = 1.0, marks: float = 0.0, backdrop: str = "ignore",
+                       total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
         card = self._call(lambda: self._card(styles, style_size, backdrop))
         yield from self._each(self.engine.stylize_frames(frames, card, temporal=temporal, alpha=alpha, color=color,
-                                                         scale=scale, cancel=cancel, total=total))
+                                                         scale=scale, marks=marks, cancel=cancel, total=total))
 
 
 class WorkerBackend(_Backend):
@@ -132,20 +134,24 @@ class WorkerBackend(_Backend):
                             f"{self.client.python} (pid {hello.get('pid')})")
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                backdrop: str = "ignore", progress: Progress | None = None, cancel: Cancel | None = None):
+                marks: float = 0.0, backdrop: str = "ignore", progress: Progress | None = None,
+                cancel: Cancel | None = None):
         relay = None if progress is None else (lambda done, total, stage: progress(done, total))
         result = self._call(lambda: self.client.stylize(image, styles, alpha=alpha, color=color,
-                                                        style_size=style_size, scale=scale, backdrop=backdrop,
+                                                        style_size=style_size, scale=scale, marks=marks,
+                                                        backdrop=backdrop,
                                                         model=self.model, progress=relay, cancel=cancel))
         return result.array()
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, backdrop: str = "ignore", total: int | None = None,
+                       style_size: int, scale: float | str = 1.0, marks: float = 0.0, backdrop: str = "ignore",
+                       total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
         # One request per frame; the worker keeps the sequence's smoothed content statistics between them, so the
         # result equals the engine's stylize_frames in-process.
         results = self.client.stylize_frames(frames, styles, temporal=temporal, alpha=alpha, color=color,
-                                             style_size=style_size, scale=scale, backdrop=backdrop, model=self.model,
+                                             style_size=style_size, scale=scale, marks=marks, backdrop=backdrop,
+                                             model=self.model,
                                              cancel=cancel)
         try:
             for result in self._each(results):

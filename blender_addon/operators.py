@@ -165,7 +165,7 @@ class _StylizeImageJob:
                 try:
                     outcome["image"] = backend.stylize(
                         content, styles, alpha=settings.alpha, color=settings.color, style_size=settings.style_size,
-                        scale=settings.scale, backdrop=settings.backdrop, progress=progress,
+                        scale=settings.scale, marks=settings.marks, backdrop=settings.backdrop, progress=progress,
                         cancel=self.cancel_event.is_set)
                 except BaseException as exc:
                     outcome["error"] = exc

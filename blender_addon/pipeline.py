@@ -64,6 +64,7 @@ class _NodeWork:
     temporal: float
     scale: float = 1.0  # 0 = the engine's "auto"
     backdrop: str = "ignore"
+    marks: float = 0.0
     capture_dir: str = ""
     capture_node_name: str = ""
 
@@ -98,7 +99,7 @@ class _EngineStream(threading.Thread):
 
     def _stream(self, work: _NodeWork) -> Iterator[np.ndarray]:
         options = dict(alpha=work.alpha, color=work.color, style_size=work.style_size, scale=work.scale,
-                       backdrop=work.backdrop, cancel=self._cancelled)
+                       marks=work.marks, backdrop=work.backdrop, cancel=self._cancelled)
         if self.animation:
             return self.backend.stylize_frames(self._frames(work.node_name), work.styles, temporal=work.temporal,
                                                total=self.total, **options)
@@ -209,7 +210,8 @@ class StylizedRender:
                 raise JobError(f"AdaIN: node {node.name!r}: {exc}") from None
             styles.append((path, float(style.weight)))
         return _NodeWork(node.name, styles, float(settings.alpha), settings.color, int(settings.style_size),
-                         float(settings.temporal), float(settings.scale), backdrop=settings.backdrop)
+                         float(settings.temporal), float(settings.scale), backdrop=settings.backdrop,
+                         marks=float(settings.marks))
 
     # ------------------------------------------------------------------ tree state
     def _mute(self, nodes, mute: bool) -> None:

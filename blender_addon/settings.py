@@ -63,6 +63,11 @@ class AdaINSettings(bpy.types.PropertyGroup):
         description="Fraction of the image size the style is computed at, then upsampled along the image's edges "
         "to its full size: faster, and larger brush strokes. 1 = full resolution, 0 = auto (about 1.5 megapixels)",
     )
+    marks: bpy.props.FloatProperty(
+        name="Painting's Marks", min=0.0, max=2.0, default=0.0, subtype="FACTOR",
+        description="The painting's own typical marks laid over the image's flat areas (a clear sky), where the "
+        "network alone paints the same dabs for every painting. 0 = off",
+    )
     temporal: bpy.props.FloatProperty(
         name="Temporal Smoothing", min=0.0, max=0.99, default=0.5, subtype="FACTOR",
         description="Animations only: how much of the previous frames' content statistics is kept "
@@ -105,6 +110,7 @@ def draw_settings(layout, settings: AdaINSettings, *, compact: bool, animation_o
     layout.prop(settings, "style_size")
     layout.prop(settings, "backdrop")
     layout.prop(settings, "scale")
+    layout.prop(settings, "marks")
     if animation_options and not compact:
         layout.prop(settings, "temporal")
 

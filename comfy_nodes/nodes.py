@@ -403,6 +403,17 @@ class AdaINStylize(io.ComfyNode):
                     "(edge-aware, guided by the image) back to its exact size. Faster, and the brush strokes come out "
                     "larger relative to the image. 1 = full resolution; 0 = auto (about 1.5 megapixels at most).",
                 ),
+                io.Float.Input(
+                    "marks",
+                    default=0.0,
+                    min=0.0,
+                    max=2.0,
+                    step=0.05,
+                    optional=True,  # API prompts written before this input keep working (0 = off)
+                    tooltip="The painting's own marks in the image's flat areas (a clear sky, a plain wall), where "
+                    "the decoder alone paints the same dabs for every painting: its most typical patches laid over "
+                    "them. 0 = off; 1 = whole patches where the image is flat.",
+                ),
                 io.Mask.Input(
                     "mask",
                     optional=True,
@@ -420,13 +431,14 @@ class AdaINStylize(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, model, style, alpha: float, color: str, tile: str, temporal: float,
-                scale: float = 1.0, mask: torch.Tensor | None = None, style_unmasked=None) -> io.NodeOutput:
+                scale: float = 1.0, marks: float = 0.0, mask: torch.Tensor | None = None,
+                style_unmasked=None) -> io.NodeOutput:
         pixels = image_to_engine(image, "image")
         batch, _, height, width = pixels.shape
         masks = mask_to_engine(mask, batch, height, width) if mask is not None else None
         if style_unmasked is not None and masks is None:
             logger.warning("AdaIN Stylize: style_unmasked is ignored because no mask is connected")
-        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile, scale=scale)
+        options = adain_core.StylizeOptions(alpha=alpha, color=color, tile=tile, scale=scale, marks=marks)
         _make_room(model, height, width)
         while True:
             try:

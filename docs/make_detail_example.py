@@ -10,8 +10,7 @@ from __future__ import annotations
 from PIL import Image
 
 import adain_core
-from adain_core.images import load_image
-from example_args import example_parser
+from example_args import eval_file, example_parser, kite, paste_inset
 
 #: eval paintings shown, by file-name ending: S1, Goeritz's canvas, Gauguin's Tahiti, a starry night
 STYLES = ("S1.jpg", "goeritz.jpg", "tahiti_guaguin.jpg", "stars2.jpg")
@@ -23,16 +22,11 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     args = parser.parse_args()
     engine = adain_core.load(args.model)
-    content = load_image(sorted((args.data / "content").glob("*000000007784.jpg"))[0]).convert("RGB")  # the kite
-    content.thumbnail((512, 512))
+    content = kite(args.data)
     tiles = []
     for ending in STYLES:
-        style_path = sorted((args.data / "style").glob(f"*{ending}"))[0]
-        tile = engine.stylize(content, engine.encode_style(style_path))  # PIL in, PIL out
-        thumb = load_image(style_path).convert("RGB")
-        thumb.thumbnail((INSET, INSET))
-        tile.paste(thumb, (tile.width - thumb.width - 4, 4))
-        tiles.append(tile)
+        style_path = eval_file(args.data, "style", ending)
+        tiles.append(paste_inset(engine.stylize(content, engine.encode_style(style_path)), style_path, INSET))
     w, h = tiles[0].size
     sheet = Image.new("RGB", (2 * w + 4, 2 * h + 4), "white")
     for i, tile in enumerate(tiles):

@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--color", nargs="+", choices=COLOR_MODES, default=["style"], metavar="MODE",
                     help=f"colour mode(s) of the engine, each model scored in each: {', '.join(COLOR_MODES)} "
                          f"(default style; rows of other modes are named NAME+MODE)")
+    ev.add_argument("--marks", nargs="+", type=float, default=[0.0], metavar="K",
+                    help="strength(s) of the engine's marks option (the painting's own marks in flat areas), each "
+                         "model scored at each (default 0; rows of K > 0 are named NAME+marksK)")
     ev.add_argument("--verbose-pairs", action="store_true", help="also print every pair's metrics")
     ev.add_argument("--backdrop", choices=BACKDROP_MODES, default=BACKDROP_MODES[0],
                     help="a painting's flat backdrop: left out of its card and of the metrics (ignore, as the engine "

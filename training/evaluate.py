@@ -150,9 +150,11 @@ def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], feature
 
 
 def engine_outputs(engine: Any, evalset: EvalSet, progress: Callable[[str], None] | None = None,
-                   color: str = "style") -> tuple[list[list[Tensor]], list[list[float]], list[float]]:
-    """Stylise every pair with an :class:`adain_core.Engine` at α = 1 in colour mode ``color``, and reconstruct
-    every photo from its own card (in style mode: the decoder's own reconstruction).
+                   color: str = "style", marks: float = 0.0
+                   ) -> tuple[list[list[Tensor]], list[list[float]], list[float]]:
+    """Stylise every pair with an :class:`adain_core.Engine` at α = 1 in colour mode ``color`` with the painting's
+    marks at strength ``marks``, and reconstruct every photo from its own card (in style mode, without marks: the
+    decoder's own reconstruction).
 
     Returns:
         ``(outputs, seconds, recon_psnr)``: outputs[c][s] (1, 3, H, W) in [0, 1], timings, PSNR per photo.
@@ -167,7 +169,7 @@ def engine_outputs(engine: Any, evalset: EvalSet, progress: Callable[[str], None
         row, times = [], []
         for card, sname in zip(cards, evalset.style_names):
             t0 = time.perf_counter()
-            out = engine.stylize(im, card, alpha=1.0, color=color)
+            out = engine.stylize(im, card, alpha=1.0, color=color, marks=marks)
             times.append(time.perf_counter() - t0)
             row.append(pil_to_tensor(out)[0])
             if progress:
@@ -291,8 +293,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     result = score_outputs(evalset, outputs, features)
                     result["means"]["recon_psnr"] = None
                     results["models"][ref] = result
-            for color in args.color:
-                name = model_name if color == "style" else f"{model_name}+{color}"
+            for color, marks in ((c, k) for c in args.color for k in args.marks):
+                name = model_name + ("" if color == "style" else f"+{color}") + (f"+marks{marks:g}" if marks else "")
                 done = [0]
 
                 def _progress(what: str, name: str = name) -> None:
@@ -300,13 +302,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
                     if done[0] % len(evalset.styles) == 0:
                         print(f"[{name}] {done[0]}/{n_pairs} pairs", file=sys.stderr, flush=True)
 
-                outputs, seconds, recon = engine_outputs(engine, evalset, _progress, color)
+                outputs, seconds, recon = engine_outputs(engine, evalset, _progress, color, marks)
                 result = score_outputs(evalset, outputs, features, seconds)
                 result["reconstruction"] = [{"content": n, "psnr": v} for n, v in zip(evalset.content_names, recon)]
                 result["means"]["recon_psnr"] = sum(recon) / len(recon)
                 write_sheet(evalset, outputs, out_dir / f"sheet_{name}.{args.sheet_format}", args.cell)
                 result["model"] = path
                 result["color"] = color
+                result["marks"] = marks
                 result["metadata_steps"] = engine.metadata.get("steps")
                 results["models"][name] = result
             results["settings"]["precision"] = str(engine.precision)

@@ -24,10 +24,10 @@ Frames (:mod:`adain_core.worker.protocol`)
 
     - ``hello {protocol, token}`` → ``hello {protocol, pid, python, engine_version, features}``; ``features`` lists
       optional request fields or values the worker understands (``"sequence"``, ``"scale"``, ``"palette"``,
-      ``"backdrop"``). A client that needs one replaces a running worker without it once (an older engine's worker
+      ``"backdrop"``, ``"marks"``). A client that needs one replaces a running worker without it once (an older engine's worker
       left running across an upgrade), then reports the engine as too old (``error kind "Unsupported"``, raised by
       the client).
-    - ``stylize {protocol, model, styles: [{path, weight}], alpha, color?, style_size, backdrop?, tile, scale?,
+    - ``stylize {protocol, model, styles: [{path, weight}], alpha, color?, style_size, backdrop?, tile, scale?, marks?,
       image: {shape: [H, W, 3|4], dtype: "uint8"|"float32"}, mask?: {shape: [H, W], dtype},
       sequence?: {id, temporal}}`` + payload (image bytes, then mask bytes) → any number of
       ``progress {stage, done, total}``, then ``result {image: {shape, dtype}, timings, cache, sequence?: {id,
@@ -41,6 +41,8 @@ Frames (:mod:`adain_core.worker.protocol`)
       same name).
     - ``scale``: the working resolution, a number in (0, 1] or ``"auto"`` (also spelt 0; default 1, full size; see
       :class:`adain_core.StylizeOptions`); the result always has the image's size.
+    - ``marks``: 0-2, the painting's own typical marks in the image's flat areas (default 0, off; see
+      :class:`adain_core.StylizeOptions`).
     - ``sequence``: the image is the next frame of sequence ``id`` (a string of 1-200 characters the client picks);
       its content statistics are smoothed with the sequence's previous frames by
       :meth:`adain_core.Engine.stylize_frame` (``temporal`` in [0, 1)), so a sequence sent frame by frame equals

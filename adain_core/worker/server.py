@@ -29,7 +29,7 @@ from typing import Any
 from ..cache import LRU, EngineCache, StyleCache, model_key
 from ..errors import ValueRangeError
 from ..options import StylizeOptions
-from ..validate import check_scale
+from ..validate import check_marks, check_scale
 from ..vocabulary import BACKDROP_MODES, COLOR_MODES, TILE_MODES
 from . import protocol
 from .protocol import (DTYPE_SIZES, PROTOCOL_VERSION, ProtocolError, ProtocolTimeout, discard_payload, peer_uid,
@@ -59,7 +59,7 @@ MAX_SEQUENCES = 16
 _MAX_SEQUENCE_ID = 200
 #: optional protocol features this worker understands, announced in its hello (clients needing one replace an older
 #: worker that lacks it).
-FEATURES = ("sequence", "scale", "palette", "backdrop")
+FEATURES = ("sequence", "scale", "palette", "backdrop", "marks")
 
 
 class _RequestError(Exception):
@@ -477,7 +477,8 @@ class WorkerServer:
 
         started = time.perf_counter()
         request["options"] = StylizeOptions(alpha=request["alpha"], color=request["color"], tile=request["tile"],
-                                            style_size=request["style_size"], scale=request["scale"])
+                                            style_size=request["style_size"], scale=request["scale"],
+                                            marks=request["marks"])
         image_spec, mask_spec, sequence = request["image"], request["mask"], request["sequence"]
         log.info("stylize job: %s %s, %d style(s)", list(image_spec["shape"]), image_spec["dtype"],
                  len(request["styles"]))
@@ -710,6 +711,7 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
         raise _RequestError(f"backdrop must be one of {list(BACKDROP_MODES)}, got {_short(backdrop)}")
     try:
         scale = check_scale(header.get("scale", 1.0))
+        marks = check_marks(header.get("marks", 0.0))
     except ValueRangeError as exc:
         raise _RequestError(str(exc)) from None
     model = header.get("model") or os.environ.get("ADAIN_MODEL") or "default"
@@ -730,8 +732,8 @@ def _parse_stylize_fields(header: dict[str, Any], payload_size: int) -> dict[str
             raise _RequestError(f"sequence.temporal must be a number in [0, 1), got {_short(temporal)}")
         sequence = {"id": sequence_id, "temporal": float(temporal)}
     return {"image": image, "mask": mask, "styles": parsed_styles, "alpha": alpha, "color": color,
-            "tile": tile, "style_size": style_size, "backdrop": backdrop, "scale": scale, "model": model,
-            "sequence": sequence}
+            "tile": tile, "style_size": style_size, "backdrop": backdrop, "scale": scale, "marks": marks,
+            "model": model, "sequence": sequence}
 
 
 def main(argv: list[str] | None = None, *, ready: Callable[[WorkerServer], None] | None = None) -> int:

@@ -121,6 +121,7 @@ def stylize_drawable(image, drawable, config):
     style_size = config.get_property("style-size")
     backdrop = config.get_property("backdrop")
     working_resolution = config.get_property("working-resolution")
+    marks = config.get_property("marks")
     use_selection = config.get_property("use-selection")
     new_layer = config.get_property("output") == "new-layer"
 
@@ -161,7 +162,7 @@ def stylize_drawable(image, drawable, config):
         client = worker.WorkerClient(python)
         result = client.stylize(bytes(pixels), styles, shape=(height, width, 4), dtype=dtype, alpha=alpha,
                                 color=color, style_size=style_size, tile="auto",
-                                scale=working_resolution, backdrop=backdrop, progress=_progress)
+                                scale=working_resolution, marks=marks, backdrop=backdrop, progress=_progress)
     except worker.WorkerUnavailable as exc:
         raise PluginError(f"the AdaIN engine could not start: {exc}. {FIX}") from None
     except worker.WorkerError as exc:
@@ -285,6 +286,9 @@ class AdaINStyleTransfer(Gimp.PlugIn):
             backdrops.add(mode, number, label, tooltip)
         procedure.add_choice_argument("backdrop", "Style's _backdrop", "A flat surround of the style image: left out "
                                       "of the style, or kept", backdrops, BACKDROP_MODES[0][0], rw)
+        procedure.add_double_argument("marks", "Painting's _marks", "The painting's own typical marks laid over the "
+                                      "layer's flat areas (a clear sky), where the network alone paints the same dabs "
+                                      "for every painting. 0 = off", 0.0, 2.0, 0.0, rw)
         return procedure
 
 

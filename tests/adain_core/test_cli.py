@@ -81,6 +81,19 @@ def test_scale_keeps_the_size_and_rejects_bad_factors(files, tmp_path: Path, cap
     assert "--scale takes auto or a factor in (0, 1], got 'half'" in capsys.readouterr().err
 
 
+def test_marks_change_the_picture_and_bad_strengths_are_one_line(files, tmp_path: Path, capsys) -> None:
+    outs = []
+    for marks in ("0", "1"):
+        outs.append(tmp_path / f"marks{marks}.png")
+        assert run(stylize(files, files["content"], "--style", files["style"], "--style-size", "64",
+                           "--marks", marks, "-o", outs[-1]), capsys)[0] == 0
+    assert Image.open(outs[1]).size == (32, 24) and Image.open(outs[0]).tobytes() != Image.open(outs[1]).tobytes()
+    code, _, err = run(stylize(files, files["content"], "--style", files["style"], "--marks", "3",
+                               "-o", tmp_path / "x.png"), capsys)
+    assert code == 1 and "marks must be a number from 0 to 2 (0 = none), got 3.0" in error_line(err)
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_overwrite_refusal_leaves_the_file_untouched(files, tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
@@ -305,7 +318,7 @@ def test_help_shows_defaults(capsys) -> None:
         main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option, default in [("--alpha", "1.0"), ("--color", "palette"), ("--style-size", "512"), ("--tile", "auto"),
-                            ("--scale", "1.0"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
+                            ("--scale", "1.0"), ("--marks", "0.0"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
                             ("--precision", "auto")]:
         assert option in text and f"(default: {default})" in text, option
     assert "(default: None)" not in text and "(default: False)" not in text

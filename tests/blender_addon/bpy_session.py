@@ -192,6 +192,12 @@ def scenario_still(cfg: dict) -> dict:
     os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_half.png"))
     node.settings.scale = 1.0
 
+    # The painting's marks in flat areas on the node.
+    node.settings.marks = 1.0
+    report["marks"] = stylize()
+    os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_marks.png"))
+    node.settings.marks = 0.0
+
     # A style on a white surround: left out (the default), then kept.
     node.settings.styles[0].filepath = cfg["cutout"]
     for backdrop in ("ignore", "keep"):

@@ -138,6 +138,16 @@ def test_working_resolution(still, engine, style_path):
     _assert_close(_rgb(out / "stylized_half.png"), expected, "working resolution 0.5")
 
 
+def test_marks(still, engine, style_path):
+    report, out = still
+    assert report["marks"]["error"] is None, report["marks"]
+    card = engine.encode_style(style_path, size=512)
+    plain = Image.open(out / "plain_standard_.png")
+    expected = np.asarray(engine.stylize(plain, card, marks=1.0).convert("RGB"), dtype=np.float32)
+    _assert_close(_rgb(out / "stylized_marks.png"), expected, "marks 1")
+    assert np.abs(expected - np.asarray(engine.stylize(plain, card).convert("RGB"), dtype=np.float32)).max() > 2
+
+
 def test_cut_out_style_backdrop(still, engine, cutout_path):
     """The node's Style Backdrop: a white surround left out (default) or kept, each as adain_core does."""
     report, out = still

@@ -101,7 +101,7 @@ EXPECTED_INPUTS = {
     "AdaINSaveStyle": (["style", "filename_prefix", "destination"], []),
     "AdaINLoadStyle": (["style_name"], []),
     "AdaINStylize": (["image", "model", "style", "alpha", "color", "tile", "temporal"],
-                     ["scale", "mask", "style_unmasked"]),
+                     ["scale", "marks", "mask", "style_unmasked"]),
 }
 EXPECTED_OUTPUTS = {
     "AdaINModelLoader": ["ADAIN_MODEL"], "AdaINStyleEncode": ["ADAIN_STYLE"], "AdaINStyleMix": ["ADAIN_STYLE"],
@@ -195,6 +195,22 @@ def test_working_resolution(comfy, object_info, engine):
         got = comfy.output_images(comfy.run(prompt), node_of(prompt, "SaveImage"))
         assert got[0].shape == (40, 48, 3)
         assert_close(got, saved(engine.stylize(as_tensor(content), card, scale=engine_scale)))
+
+
+def test_marks(comfy, object_info, engine):
+    """The marks input (optional, default 0 = off) gives the engine's result with the painting's marks."""
+    assert object_info["AdaINStylize"]["input"]["optional"]["marks"][1]["default"] == 0.0
+    content, style = harness.sample_content(40, 48, seed=5), harness.sample_style(56, 40, "a")
+    c_name, s_name = upload(comfy, "content", content), upload(comfy, "style", style)
+    card = engine.encode_style(as_tensor(style), size=48)
+    prompt = template_prompt("adain_basic_stylize", object_info, AdaINStyleEncode={"style_size": 48},
+                             AdaINStylize={"marks": 1.0})
+    set_image(prompt, specs.CONTENT, c_name)
+    set_image(prompt, specs.STYLE_A, s_name)
+    got = comfy.output_images(comfy.run(prompt), node_of(prompt, "SaveImage"))
+    expected = engine.stylize(as_tensor(content), card, marks=1.0)
+    assert_close(got, saved(expected))
+    assert float((expected - engine.stylize(as_tensor(content), card)).abs().max()) > 0.01
 
 
 def test_two_style_mix_workflow_and_saved_card(comfy, object_info, engine):

@@ -13,7 +13,7 @@ from PIL import Image
 pytestmark = pytest.mark.host
 
 PROC_ARGS = ["style-file", "second-style-file", "mix", "alpha", "color-mode", "style-size", "use-selection", "output",
-             "working-resolution", "backdrop"]
+             "working-resolution", "backdrop", "marks"]
 #: GIMP stores the result as 8-bit; the engine runs on the same CPU code in both cases, so the only differences are
 #: float summation order (thread count) flipping a rounding: at most 2 levels anywhere, under 0.1 level on average.
 MAX_LEVELS, MEAN_LEVELS = 2, 0.1
@@ -81,6 +81,8 @@ def session(gimp_host, tmp_path_factory):
          "args": style},
         {"id": "working-resolution", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": {**style, "working-resolution": 0.5}},
+        {"id": "marks", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
+         "args": {**style, "marks": 1.0}},
         {"id": "cut-out", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
          "args": {**style, "style-file": str(work / "cut_out.png")}},
         {"id": "cut-out-keep", "kind": "filter", "image": {**main, "canvas": [48, 40], "offsets": [0, 0]},
@@ -121,9 +123,11 @@ def engine_output(session):
     _, work, _, model, _ = session
     engine = adain_core.load(str(model))
 
-    def stylize(rgba: np.ndarray, scale: float = 1.0, style: str = "style_a", backdrop: str = "ignore") -> np.ndarray:
+    def stylize(rgba: np.ndarray, scale: float = 1.0, style: str = "style_a", backdrop: str = "ignore",
+                marks: float = 0.0) -> np.ndarray:
         card = engine.encode_style(str(work / f"{style}.png"), size=STYLE_SIZE, backdrop=backdrop)
-        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, tile="auto", scale=scale)
+        out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, tile="auto", scale=scale,
+                             marks=marks)
         rgb = np.rint(np.clip(np.asarray(out, dtype=np.float32), 0, 1) * 255).astype(np.uint8)
         return np.concatenate([rgb, rgba[..., 3:]], axis=2)
 
@@ -153,6 +157,7 @@ def test_registered_with_menu_path_and_arguments(session):
     assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "palette"
     assert defaults["working-resolution"] == 1.0
     assert defaults["backdrop"] == "ignore"
+    assert defaults["marks"] == 0.0
 
 
 def test_new_layer_equals_engine_with_offsets_and_alpha(session, engine_output):
@@ -218,6 +223,15 @@ def test_working_resolution_equals_engine(session, engine_output):
     top, _ = result["layers"]
     assert (top["width"], top["height"]) == (48, 40)
     _assert_close(_pixels(work, top), engine_output(inputs["main"], scale=0.5))
+
+
+def test_marks_equal_engine(session, engine_output):
+    result = _result(session, "marks")
+    _, work, inputs, *_ = session
+    assert result["status"] == "success", result
+    top, _ = result["layers"]
+    _assert_close(_pixels(work, top), engine_output(inputs["main"], marks=1.0))
+    assert np.abs(engine_output(inputs["main"], marks=1.0).astype(int) - engine_output(inputs["main"])).max() > 2
 
 
 @pytest.mark.parametrize("scenario, backdrop", [("cut-out", "ignore"), ("cut-out-keep", "keep")])

@@ -264,10 +264,14 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     random_model = make_random_model(tmp_path / "random.safetensors", seed=1)
     rc = cli.main(["evaluate", "--model", f"ckpt={run / 'checkpoint.pt'}", "--model", str(random_model),
                    "--content", str(eval_c), "--style", str(eval_s), "--size", "40", "--style-size", "40",
-                   "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu", "--color", "style", "palette"])
+                   "--out", str(tmp_path / "eval"), "--cell", "32", "--device", "cpu", "--color", "style", "palette",
+                   "--marks", "0", "1"])
     assert rc == 0
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert set(results["models"]) == {"ckpt", "ckpt+palette", "random", "random+palette", *REFERENCES}
+    assert set(results["models"]) == {f"{m}{c}{k}" for m in ("ckpt", "random") for c in ("", "+palette")
+                                      for k in ("", "+marks1")} | set(REFERENCES)
+    assert results["models"]["random+palette+marks1"]["marks"] == 1.0 and results["models"]["random"]["marks"] == 0
+    assert results["models"]["random+marks1"]["pairs"] != results["models"]["random"]["pairs"]
     # the palette mode moves the colours towards each painting's (a random decoder's own colours do not)
     palette = results["models"]["random+palette"]
     assert palette["color"] == "palette" and (tmp_path / "eval" / "sheet_random+palette.jpg").is_file()

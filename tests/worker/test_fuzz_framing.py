@@ -73,8 +73,8 @@ _json = st.recursive(
     max_leaves=20,
 )
 _fields = st.fixed_dictionaries({}, optional={
-    key: _json for key in ("image", "mask", "styles", "alpha", "color", "tile", "style_size", "scale", "model",
-                           "sequence", "protocol")
+    key: _json for key in ("image", "mask", "styles", "alpha", "color", "tile", "style_size", "scale", "marks",
+                           "model", "sequence", "protocol")
 })
 _image = st.fixed_dictionaries({"shape": st.lists(st.integers(-2, 2**20), max_size=4),
                                 "dtype": st.sampled_from(["uint8", "float32", "int8", 5])})

@@ -203,6 +203,8 @@ def test_memory_budget_is_shared_by_all_connections(assets, tmp_path):
     ({"scale": True}, "scale"),
     ({"scale": "half"}, "scale"),
     ({"scale": float("nan")}, "scale"),
+    ({"marks": 3}, "marks"),
+    ({"marks": True}, "marks"),
     ({"backdrop": "drop"}, "backdrop"),
     ({"backdrop": None}, "backdrop"),
     ({"model": {"name": "x"}}, "model"),

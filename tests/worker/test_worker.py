@@ -59,11 +59,12 @@ def reference(assets):
     engine = adain_core.load(assets["model"])
     cards = {}
 
-    def stylize(rgb_float: np.ndarray, style: str = "style_a", scale: float | str = 1.0) -> np.ndarray:
+    def stylize(rgb_float: np.ndarray, style: str = "style_a", scale: float | str = 1.0,
+                marks: float = 0.0) -> np.ndarray:
         if style not in cards:
             cards[style] = engine.encode_style(assets[style], size=STYLE_SIZE)
         # the engine's default colour mode: the worker's too when a request names none
-        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, scale=scale),
+        return np.clip(np.asarray(engine.stylize(rgb_float, cards[style], alpha=1.0, scale=scale, marks=marks),
                                   dtype=np.float32), 0, 1)
 
     return stylize
@@ -97,6 +98,13 @@ def test_working_resolution_matches_the_engine(warm, assets, reference):
     result = _run(warm, assets, content.tobytes(), shape=content.shape, dtype="float32", scale=0.5)
     assert result.shape == content.shape
     np.testing.assert_allclose(result.array(), reference(content, scale=0.5), atol=2e-3)
+
+
+def test_marks_match_the_engine(warm, assets, reference):
+    content = assets["content"][..., :3].astype(np.float32) / 255
+    result = _run(warm, assets, content.tobytes(), shape=content.shape, dtype="float32", marks=1.0)
+    np.testing.assert_allclose(result.array(), reference(content, marks=1.0), atol=2e-3)
+    assert np.abs(reference(content, marks=1.0) - reference(content)).max() > 0.01
 
 
 def test_second_run_hits_the_caches(warm, assets):

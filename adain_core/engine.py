@@ -83,7 +83,7 @@ class _Job:
         """The marks (:func:`mark_fields`) of a window of the padded image at ``origin`` (y, x) px; None when off."""
         if self.banks is None:
             return None
-        return mark_fields(feats, stats, list(self.banks), self.options.marks, origin)
+        return mark_fields(feats, stats, self.banks, self.options.marks, origin)
 
     def crop(self, x: Tensor) -> Tensor:
         """The picture's own (B, C, H, W) out of a (B, C, Hp, Wp) result."""
@@ -244,13 +244,8 @@ class Engine:
             CardError: the card carries no style pixels, or a picture is smaller than one block.
         """
         key = ("marks", self.taps, str(self.device), self.precision)
-        bank = card.derived.get(key)
-        if bank is None:
-            bank = card.derived[key] = self._compute_bank(card)
-        return bank  # type: ignore[return-value]
-
-    def _compute_bank(self, card: StyleCard) -> Bank:
-        """:meth:`_region_bank` without the memo."""
+        if key in card.derived:
+            return card.derived[key]  # type: ignore[return-value]
         if not card.pixels or len(card.pixels) != len(card.sources):
             raise CardError(f"style card {card.name!r} carries no style pixels; the marks option needs a card made by "
                             f"encode_style (or a mix of such cards)")
@@ -262,7 +257,8 @@ class Engine:
                 banks.append(typical_blocks(z, weight))
             except ValueError as exc:
                 raise CardError(f"style card {card.name!r}: {exc}") from None
-        return {t: torch.cat([b[t] for b in banks]).to(self.device) for t in self.taps}
+        bank = card.derived[key] = {t: torch.cat([b[t] for b in banks]).to(self.device) for t in self.taps}
+        return bank
 
     def _region_style_stats(self, card: StyleCard, color: str, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """The style statistics a region uses at each of :attr:`taps`: the card's, or (colour hooks) those of its
@@ -479,7 +475,7 @@ class Engine:
         color = options.color
         if job.tiles is None:
             out, stats = style_transfer(self._encode_taps, self._decode_taps, job.pixels, job.style_stats, job.masks,
-                                        options.alpha, smooth, None if job.banks is None else job.marks)
+                                        options.alpha, smooth, job.marks)
             out, content = job.crop(after_pass(color, out, job.pixels)), job.crop(job.pixels)
             where = colour_device(self.device)
             out, content = out.to(where), content.to(where)

@@ -16,6 +16,8 @@ Shapes: relu4_1 features are (B, 512, H/8, W/8); relu3_1 (B, 256, H/4, W/4). A b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -109,12 +111,12 @@ def flatness(z4: Tensor) -> Tensor:
     Returns:
         (B, 1, h, w) in [0, 1].
     """
-    level = F.avg_pool2d(z4.float().abs().mean(1, keepdim=True), 5, 1, 2, count_include_pad=False)
+    level = F.avg_pool2d(z4.abs().mean(1, keepdim=True), 5, 1, 2, count_include_pad=False)
     return (1 - level / FLAT_LEVEL).clamp(0, 1)
 
 
 def mark_fields(feats: dict[str, Tensor], content_stats: dict[str, list[tuple[Tensor, Tensor]]],
-                banks: list[Bank | None], strength: float, origin: tuple[int, int] = (0, 0)
+                banks: Sequence[Bank | None], strength: float, origin: tuple[int, int] = (0, 0)
                 ) -> dict[str, list[Tensor | None]]:
     """Per tap and style region, the marks to add to the photo's normalised features.
 

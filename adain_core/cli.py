@@ -19,7 +19,7 @@ from .cards import StyleCard, mix
 from .cache import StyleCache
 from .errors import AdaINError
 from .options import StylizeOptions
-from .vocabulary import BACKDROP_MODES, COLOR_MODES, PRECISIONS, SCALE_AUTO, TILE_MODES
+from .vocabulary import BACKDROP_MODES, COLOR_MODES, DEFAULT_MARKS, PRECISIONS, SCALE_AUTO, TILE_MODES
 
 __all__ = ["main", "build_parser"]
 
@@ -120,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", type=_scale, default=1.0,
                    help="working resolution: stylise at F x the size (0 < F <= 1; faster, larger strokes) and "
                         "upsample edge-aware to the input's size; auto: at most ~1.5 MP")
-    s.add_argument("--marks", type=float, default=0.0,
+    s.add_argument("--marks", type=float, default=DEFAULT_MARKS,
                    help="0-2: fill the photo's flat areas (a clear sky) with the painting's own typical marks "
-                        "instead of the decoder's generic dabs; 0 = off")
+                        f"instead of the decoder's generic dabs; 0 = off (default {DEFAULT_MARKS:g})")
     s.add_argument("--max-memory", help="memory budget such as 3GB (default: free memory)")
     s.add_argument("--temporal", type=float, default=0.0, help="EMA smoothing of content stats across frames, [0, 1)")
     s.add_argument("--batch", default="auto",

@@ -23,7 +23,7 @@ from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, Valu
 from .fingerprint import sha256_bytes, sha256_file
 from .images import (Batch, ImageLike, MaskLike, feature_mask, load_image, mask_to_tensor, resize_longer,
                      resize_shorter, to_batch)
-from .marks import Bank, mark_fields, typical_blocks
+from .marks import BLOCK, Bank, mark_fields, typical_blocks
 from .networks import TAP_SCALE, TAPS, Decoder, Encoder, decoder_inputs, pad_to_multiple, padded_size
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
@@ -76,7 +76,7 @@ class _Job:
     masks: dict[str, Masks]  # decoder tap → per region (B|1, 1, Hp/s, Wp/s) (s: TAP_SCALE) or None (= everywhere)
     options: StylizeOptions
     tiles: list[Tile] | None  # None = one pass
-    banks: list[Bank] | None = None  # per region the painting's typical blocks (options.marks > 0), on the device
+    banks: list[Bank | None] | None = None  # per region the painting's typical blocks (options.marks > 0), on the device
 
     def marks(self, feats: dict[str, Tensor], stats: Levels, origin: tuple[int, int] = (0, 0)
               ) -> dict[str, list[Tensor | None]] | None:
@@ -235,37 +235,30 @@ class Engine:
         stats = self._style_features(x, taps, painted)[1]
         return {t: (m.flatten().cpu(), s.flatten().cpu()) for t, (m, s) in stats.items()}
 
-    def _region_bank(self, card: StyleCard) -> Bank:
+    def _region_bank(self, card: StyleCard) -> Bank | None:
         """The ``marks`` option's blocks of a card: each style picture's most typical blocks of normalised features
-        (:func:`typical_blocks`) at each of :attr:`taps`, pooled, on the device; computed once per card, engine
+        (:func:`typical_blocks`) at each of :attr:`taps`, pooled, on the device; ``None`` when every picture is
+        smaller than one block (a painting at a tiny style size lends no marks). Computed once per card, engine
         taps, device and precision (kept in ``card.derived``).
 
-        Raises:
-            CardError: the card carries no style pixels, or a picture is smaller than one block.
+        The card carries its style pixels (:func:`_check_pixels`).
         """
         key = ("marks", self.taps, str(self.device), self.precision)
         if key in card.derived:
             return card.derived[key]  # type: ignore[return-value]
-        if not card.pixels or len(card.pixels) != len(card.sources):
-            raise CardError(f"style card {card.name!r} carries no style pixels; the marks option needs a card made by "
-                            f"encode_style (or a mix of such cards)")
         banks = []
         for px, painted in zip(card.pixels, card.painted or [None] * len(card.pixels)):
             feats, stats, weight = self._style_features(px.float()[None] / 255, self.taps, painted)
             z = {t: (f - stats[t][0]) / stats[t][1] for t, f in feats.items()}
-            try:
+            if min(z["relu4_1"].shape[-2:]) >= BLOCK:
                 banks.append(typical_blocks(z, weight))
-            except ValueError as exc:
-                raise CardError(f"style card {card.name!r}: {exc}") from None
-        bank = card.derived[key] = {t: torch.cat([b[t] for b in banks]).to(self.device) for t in self.taps}
+        bank = card.derived[key] = (
+            {t: torch.cat([b[t] for b in banks]).to(self.device) for t in self.taps} if banks else None)
         return bank
 
     def _region_style_stats(self, card: StyleCard, color: str, content: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """The style statistics a region uses at each of :attr:`taps`: the card's, or (colour hooks) those of its
         recoloured style images, weighted like the card's sources. Tap → (mean, std), (B|1, C, 1, 1) each."""
-        if color == "preserve" and (len(card.pixels) != len(card.sources) or not card.pixels):
-            raise CardError(f"style card {card.name!r} carries no style pixels; the preserve colour mode needs a "
-                            f"card made by encode_style (or a mix of such cards)")
         recoloured = recolor_styles(color, card.pixels, content)
         if recoloured is None:
             stats = {"relu4_1": (card.mean, card.std), **card.taps}
@@ -492,6 +485,7 @@ class Engine:
                  options: StylizeOptions) -> _Job:
         for card, _ in regions:
             card.check_encoder(self.encoder_id)
+            _check_pixels(card, options)
         b, _, h, w = pixels.shape
         padded, size = pad_to_multiple(to_device(pixels, self.device), border=BORDER)
         hp, wp = padded.shape[-2:]
@@ -575,6 +569,19 @@ def _regions(style: StyleSpec) -> list[tuple[StyleCard, MaskLike | None]]:
             raise CardError("style must be a StyleCard or a list of (StyleCard, mask) pairs")
         pair[0].check()
     return regions
+
+
+def _check_pixels(card: StyleCard, options: StylizeOptions) -> None:
+    """Refuse, in one line naming what needs them and the way out, a card without its style pixels (a stripped card)
+    where the palette or preserve colour mode or the marks need them."""
+    if card.pixels and len(card.pixels) == len(card.sources):
+        return
+    colour = options.color in ("palette", "preserve")
+    needs = [f"the {options.color} colour mode"] * colour + ["marks"] * (options.marks > 0)
+    ways = ["colour mode style or luminance"] * colour + ["marks 0"] * (options.marks > 0)
+    if needs:
+        raise CardError(f"style card {card.name!r} carries no style pixels, which {' and '.join(needs)} need: use a "
+                        f"card made by encode_style (or a mix of such cards), or {' and '.join(ways)}")
 
 
 def _palettes(regions: list[tuple[StyleCard, MaskLike | None]], pixels: Tensor, alpha: float) -> list[Palette]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import ValueRangeError
 from .validate import check_alpha, check_marks, check_scale
-from .vocabulary import COLOR_MODES, TILE_MODES
+from .vocabulary import COLOR_MODES, DEFAULT_MARKS, TILE_MODES
 
 __all__ = ["StylizeOptions", "MIN_TILE", "STYLE_SIZE_RANGE"]
 
@@ -36,15 +36,17 @@ class StylizeOptions:
             brings the image down to :data:`adain_core.upsample.AUTO_PIXELS` pixels; never above 1), which 0 also
             means (the hosts' sliders put auto at 0). 1 = full size.
         marks: 0…2, how strongly the painting's own typical marks fill the photo's flat areas (a clear sky), where
-            the decoder alone paints the same dabs for every painting (:mod:`adain_core.marks`); 0 = off. Needs
-            cards that carry their style pixels (those of :meth:`adain_core.Engine.encode_style` and their mixes).
+            the decoder alone paints the same dabs for every painting (:mod:`adain_core.marks`); 0 = off, default
+            :data:`adain_core.vocabulary.DEFAULT_MARKS`. Other than 0 it needs cards that carry their style pixels
+            (those of :meth:`adain_core.Engine.encode_style` and their mixes); a painting smaller than one 32 px
+            block lends none.
 
     Raises:
         ValueRangeError: a value out of range, naming it.
 
     Examples:
         >>> StylizeOptions(alpha=0.5).replace(color="luminance")
-        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512, scale=1.0, marks=0.0)
+        StylizeOptions(alpha=0.5, color='luminance', tile='auto', max_memory=None, style_size=512, scale=1.0, marks=0.5)
     """
 
     alpha: float = 1.0
@@ -53,7 +55,7 @@ class StylizeOptions:
     max_memory: str | int | None = None
     style_size: int | None = 512
     scale: float | str = 1.0
-    marks: float = 0.0
+    marks: float = DEFAULT_MARKS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "alpha", check_alpha(self.alpha))  # finite and ≥ 0

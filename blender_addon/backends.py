@@ -101,7 +101,7 @@ class InProcessBackend(_Backend):
         return card
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                marks: float = 0.0, backdrop: str = "ignore", progress: Progress | None = None,
+                marks: float = 0.5, backdrop: str = "ignore", progress: Progress | None = None,
                 cancel: Cancel | None = None):
         def run():
             card = self._card(styles, style_size, backdrop)
@@ -111,7 +111,7 @@ class InProcessBackend(_Backend):
         return self._call(run)
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, marks: float = 0.0, backdrop: str = "ignore",
+                       style_size: int, scale: float | str = 1.0, marks: float = 0.5, backdrop: str = "ignore",
                        total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
         card = self._call(lambda: self._card(styles, style_size, backdrop))
@@ -134,7 +134,7 @@ class WorkerBackend(_Backend):
                             f"{self.client.python} (pid {hello.get('pid')})")
 
     def stylize(self, image, styles: Styles, *, alpha: float, color: str, style_size: int, scale: float | str = 1.0,
-                marks: float = 0.0, backdrop: str = "ignore", progress: Progress | None = None,
+                marks: float = 0.5, backdrop: str = "ignore", progress: Progress | None = None,
                 cancel: Cancel | None = None):
         relay = None if progress is None else (lambda done, total, stage: progress(done, total))
         result = self._call(lambda: self.client.stylize(image, styles, alpha=alpha, color=color,
@@ -144,7 +144,7 @@ class WorkerBackend(_Backend):
         return result.array()
 
     def stylize_frames(self, frames: Iterable, styles: Styles, *, temporal: float, alpha: float, color: str,
-                       style_size: int, scale: float | str = 1.0, marks: float = 0.0, backdrop: str = "ignore",
+                       style_size: int, scale: float | str = 1.0, marks: float = 0.5, backdrop: str = "ignore",
                        total: int | None = None,
                        cancel: Cancel | None = None) -> Iterator:
         # One request per frame; the worker keeps the sequence's smoothed content statistics between them, so the

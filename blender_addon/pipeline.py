@@ -64,7 +64,7 @@ class _NodeWork:
     temporal: float
     scale: float = 1.0  # 0 = the engine's "auto"
     backdrop: str = "ignore"
-    marks: float = 0.0
+    marks: float = 0.5
     capture_dir: str = ""
     capture_node_name: str = ""
 

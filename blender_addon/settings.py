@@ -64,7 +64,7 @@ class AdaINSettings(bpy.types.PropertyGroup):
         "to its full size: faster, and larger brush strokes. 1 = full resolution, 0 = auto (about 1.5 megapixels)",
     )
     marks: bpy.props.FloatProperty(
-        name="Painting's Marks", min=0.0, max=2.0, default=0.0, subtype="FACTOR",
+        name="Painting's Marks", min=0.0, max=2.0, default=0.5, subtype="FACTOR",
         description="The painting's own typical marks laid over the image's flat areas (a clear sky), where the "
         "network alone paints the same dabs for every painting. 0 = off",
     )

@@ -16,7 +16,7 @@ from typing_extensions import override
 
 import adain_core
 from adain_core.fingerprint import file_identity
-from adain_core.vocabulary import BACKDROP_MODES, CARD_SUFFIX, COLOR_MODES, PRECISIONS, TILE_MODES
+from adain_core.vocabulary import BACKDROP_MODES, CARD_SUFFIX, COLOR_MODES, DEFAULT_MARKS, PRECISIONS, TILE_MODES
 
 from . import models
 from .layout import InputError, engine_to_image, image_to_engine, mask_to_engine, select_frame
@@ -405,11 +405,11 @@ class AdaINStylize(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "marks",
-                    default=0.0,
+                    default=DEFAULT_MARKS,
                     min=0.0,
                     max=2.0,
                     step=0.05,
-                    optional=True,  # API prompts written before this input keep working (0 = off)
+                    optional=True,  # API prompts written before this input keep working (they get the default)
                     tooltip="The painting's own marks in the image's flat areas (a clear sky, a plain wall), where "
                     "the decoder alone paints the same dabs for every painting: its most typical patches laid over "
                     "them. 0 = off; 1 = whole patches where the image is flat.",
@@ -431,7 +431,7 @@ class AdaINStylize(io.ComfyNode):
 
     @classmethod
     def execute(cls, image: torch.Tensor, model, style, alpha: float, color: str, tile: str, temporal: float,
-                scale: float = 1.0, marks: float = 0.0, mask: torch.Tensor | None = None,
+                scale: float = 1.0, marks: float = DEFAULT_MARKS, mask: torch.Tensor | None = None,
                 style_unmasked=None) -> io.NodeOutput:
         pixels = image_to_engine(image, "image")
         batch, _, height, width = pixels.shape

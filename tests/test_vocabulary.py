@@ -45,6 +45,30 @@ def test_worker_client_and_blender_backends_default_to_the_engines_backdrop_mode
     assert set(defaults) == {vocabulary.BACKDROP_MODES[0]}
 
 
+def test_every_front_end_starts_at_the_engines_marks_strength():
+    """The worker client, the Blender add-on and the GIMP plug-in cannot import the vocabulary, so their literal
+    defaults for the painting's marks are pinned here (ComfyUI, the CLI and the API import it)."""
+    import inspect
+
+    from adain_core import StylizeOptions
+    from adain_core.worker.client import WorkerClient
+    from blender_addon import backends
+
+    defaults = [StylizeOptions().marks, inspect.signature(WorkerClient.stylize).parameters["marks"].default]
+    for backend in (backends.InProcessBackend, backends.WorkerBackend):
+        defaults += [inspect.signature(getattr(backend, f)).parameters["marks"].default
+                     for f in ("stylize", "stylize_frames")]
+    root = Path(__file__).resolve().parents[1]
+    for node in ast.walk(ast.parse((root / "blender_addon" / "settings.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "marks":  # marks: FloatProperty(…)
+            defaults += [ast.literal_eval(k.value) for k in node.annotation.keywords if k.arg == "default"]
+    for node in ast.walk(ast.parse((PLUGIN_SOURCE / f"{PLUGIN_SOURCE.name}.py").read_text(encoding="utf-8"))):
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_double_argument"
+                and ast.literal_eval(node.args[0]) == "marks"):
+            defaults.append(ast.literal_eval(node.args[-2]))  # (name, label, blurb, min, max, default, flags)
+    assert len(defaults) == 8 and set(defaults) == {vocabulary.DEFAULT_MARKS}
+
+
 def test_card_paths():
     assert vocabulary.is_card_path("a/b" + vocabulary.CARD_SUFFIX)
     assert vocabulary.is_card_path("mixed.safetensors")

@@ -119,12 +119,15 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
 
 
 def _plot_losses(records: list[dict[str, float]], path: Path, width: int = 720, height: int = 360) -> None:
-    """Loss curves (log scale) with Pillow only: the total and each weighted term against the step."""
+    """Loss curves (log scale) with Pillow only: the total and each weighted term against the step.
+
+    A term that is switched off (zero at every logged step) is left out, so that it does not stretch the scale.
+    """
     from PIL import Image, ImageDraw
 
-    keys = [k for k in ("loss", "content", "style", "identity_pixel", "identity_feature", "colour")
-            if any(k in r for r in records)]
-    colours = [(0, 0, 0), (31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+    colours = {"loss": (0, 0, 0), "content": (31, 119, 180), "style": (214, 39, 40), "identity_pixel": (44, 160, 44),
+               "identity_feature": (148, 103, 189), "colour": (255, 127, 14)}
+    keys = [k for k in colours if any(r.get(k, 0.0) > 0 for r in records)]
     im = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(im)
     values = [math.log10(max(r[k], 1e-6)) for r in records for k in keys if k in r]
@@ -147,7 +150,8 @@ def _plot_losses(records: list[dict[str, float]], path: Path, width: int = 720, 
     draw.text((4, bottom - 10), f"1e{lo:.1f}", fill=(0, 0, 0))
     draw.text((left, bottom + 6), f"step {x0}", fill=(0, 0, 0))
     draw.text((right - 80, bottom + 6), f"step {x1}", fill=(0, 0, 0))
-    for i, (k, col) in enumerate(zip(keys, colours)):
+    for i, k in enumerate(keys):
+        col = colours[k]
         pts = [xy(r["step"], r[k]) for r in records if k in r]
         if len(pts) > 1:
             draw.line(pts, fill=col, width=2)

@@ -268,7 +268,7 @@ class WorkerClient:
     def stylize(self, image: Any, styles: str | os.PathLike[str] | Iterable[Any], *,
                 shape: Sequence[int] | None = None, dtype: str | None = None, alpha: float = 1.0,
                 color: str | None = None, style_size: int = 512, tile: str | int = "auto", scale: float | str = 1.0,
-                marks: float = 0.0, backdrop: str = "ignore", model: str | None = None, mask: Any = None,
+                marks: float = 0.5, backdrop: str = "ignore", model: str | None = None, mask: Any = None,
                 mask_shape: Sequence[int] | None = None, mask_dtype: str | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelCallback | None = None,
                 sequence: tuple[str, float] | None = None) -> StylizeResult:
@@ -284,8 +284,9 @@ class WorkerClient:
                 feature (an older one is replaced once).
             scale: working resolution, a factor in (0, 1] or ``"auto"`` (see ``adain_core.StylizeOptions``); other
                 than 1 it needs a worker announcing the ``"scale"`` feature (an older one is replaced once).
-            marks: 0-2, the painting's own typical marks in flat areas (see ``adain_core.StylizeOptions``); other
-                than 0 it needs a worker announcing the ``"marks"`` feature.
+            marks: 0-2, the painting's own typical marks in flat areas (see ``adain_core.StylizeOptions``; the
+                default is ``adain_core.vocabulary.DEFAULT_MARKS``, pinned by a test); other than 0 it needs a worker
+                announcing the ``"marks"`` feature (an older one is replaced once).
             backdrop: ``"ignore"`` (a style image's flat surround or transparent pixels are left out of the style) or
                 ``"keep"``, as ``encode_style``'s; ``"keep"`` needs a worker announcing the ``"backdrop"`` feature.
             model: model name or path (default ``$ADAIN_MODEL``, the config file's ``"model"``, else ``"default"``).

@@ -288,7 +288,7 @@ class AdaINStyleTransfer(Gimp.PlugIn):
                                       "of the style, or kept", backdrops, BACKDROP_MODES[0][0], rw)
         procedure.add_double_argument("marks", "Painting's _marks", "The painting's own typical marks laid over the "
                                       "layer's flat areas (a clear sky), where the network alone paints the same dabs "
-                                      "for every painting. 0 = off", 0.0, 2.0, 0.0, rw)
+                                      "for every painting. 0 = off", 0.0, 2.0, 0.5, rw)
         return procedure
 
 

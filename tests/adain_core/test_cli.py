@@ -318,7 +318,7 @@ def test_help_shows_defaults(capsys) -> None:
         main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for option, default in [("--alpha", "1.0"), ("--color", "palette"), ("--style-size", "512"), ("--tile", "auto"),
-                            ("--scale", "1.0"), ("--marks", "0.0"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
+                            ("--scale", "1.0"), ("--marks", "0.5"), ("--temporal", "0.0"), ("--model", "default"), ("--device", "auto"),
                             ("--precision", "auto")]:
         assert option in text and f"(default: {default})" in text, option
     assert "(default: None)" not in text and "(default: False)" not in text

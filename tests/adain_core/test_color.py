@@ -164,5 +164,6 @@ def test_palette_mode_gives_the_paintings_colours(random_engine, card_a, card_b,
     photo, _ = pil_to_tensor(content)
     out, _ = pil_to_tensor(random_engine.stylize(content, card_a, alpha=0.0))
     assert float((out.double().mean(dim=(0, 2, 3)) - photo.double().mean(dim=(0, 2, 3))).abs().max()) < 0.04
-    with pytest.raises(CardError, match="palette"):
-        random_engine.stylize(content, dataclasses.replace(card_a, pixels=[]), color="palette")
+    with pytest.raises(CardError, match="which the palette colour mode and marks need: .*, or colour mode style or "
+                                        "luminance and marks 0$"):
+        random_engine.stylize(content, dataclasses.replace(card_a, pixels=[]))  # the defaults

@@ -56,14 +56,14 @@ def test_the_relu3_1_target_reaches_the_picture(random_skip_engine, skip_card, m
 def test_tiled_and_masked_skip_decoder_equals_the_one_pass_function(random_skip_engine, skip_card, make_image
                                                                     ) -> None:
     """Two soft-masked regions, tiled (global statistics at relu3_1 and relu4_1) == untiled ==
-    ``style_transfer`` on the decoder's two taps."""
+    ``style_transfer`` on the decoder's two taps (the method without the marks option, tiled in test_marks.py)."""
     engine = random_skip_engine
     card_b = engine.encode_style(make_image(40, 40, seed=8), size=40, name="b")
     x, _ = pil_to_tensor(make_image(200, 232, seed=1))
     ramp = torch.linspace(0, 1, 232).expand(1, 1, 200, 232)
     style = [(skip_card, ramp), (card_b, 1 - ramp)]
-    untiled = engine.stylize(x, style, tile="off", color="style")
-    tiled = engine.stylize(x, style, tile=128, color="style")
+    untiled = engine.stylize(x, style, tile="off", color="style", marks=0)
+    tiled = engine.stylize(x, style, tile=128, color="style", marks=0)
     assert float((tiled - untiled).abs().max()) <= 1e-4
 
     from adain_core.images import feature_mask

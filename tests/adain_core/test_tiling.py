@@ -64,9 +64,11 @@ def square(make_image) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def square_results(random_engine, card_a, square):
     calls: list[tuple[int, int]] = []
-    # The network path (the palette mode recolours the assembled image: tested in test_color.py).
-    tiled = random_engine.stylize(square, card_a, tile=128, color="style", progress=lambda d, t: calls.append((d, t)))
-    return random_engine.stylize(square, card_a, tile="off", color="style"), tiled, calls
+    # The network path, the paper's method (the palette mode recolours the assembled image: tested in test_color.py;
+    # the marks option, tiled: test_marks.py).
+    tiled = random_engine.stylize(square, card_a, tile=128, color="style", marks=0,
+                                  progress=lambda d, t: calls.append((d, t)))
+    return random_engine.stylize(square, card_a, tile="off", color="style", marks=0), tiled, calls
 
 
 def test_tiled_equals_untiled_fp32(square_results) -> None:

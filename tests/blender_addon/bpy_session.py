@@ -196,7 +196,7 @@ def scenario_still(cfg: dict) -> dict:
     node.settings.marks = 1.0
     report["marks"] = stylize()
     os.replace(os.path.join(out, "still_.png"), os.path.join(out, "stylized_marks.png"))
-    node.settings.marks = 0.0
+    node.settings.property_unset("marks")  # back to the default
 
     # A style on a white surround: left out (the default), then kept.
     node.settings.styles[0].filepath = cfg["cutout"]

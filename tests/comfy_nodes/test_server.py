@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from adain_core.vocabulary import DEFAULT_MARKS
+
 import comfy_harness as harness
 import workflow_specs as specs
 from comfy_harness import BROKEN_MODEL, EXTRA_MODEL, TEST_MODEL
@@ -198,8 +200,8 @@ def test_working_resolution(comfy, object_info, engine):
 
 
 def test_marks(comfy, object_info, engine):
-    """The marks input (optional, default 0 = off) gives the engine's result with the painting's marks."""
-    assert object_info["AdaINStylize"]["input"]["optional"]["marks"][1]["default"] == 0.0
+    """The marks input (optional, default the engine's) gives the engine's result with the painting's marks."""
+    assert object_info["AdaINStylize"]["input"]["optional"]["marks"][1]["default"] == DEFAULT_MARKS
     content, style = harness.sample_content(40, 48, seed=5), harness.sample_style(56, 40, "a")
     c_name, s_name = upload(comfy, "content", content), upload(comfy, "style", style)
     card = engine.encode_style(as_tensor(style), size=48)

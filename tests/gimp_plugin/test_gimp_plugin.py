@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adain_core.vocabulary import DEFAULT_MARKS
+
 pytestmark = pytest.mark.host
 
 PROC_ARGS = ["style-file", "second-style-file", "mix", "alpha", "color-mode", "style-size", "use-selection", "output",
@@ -124,7 +126,7 @@ def engine_output(session):
     engine = adain_core.load(str(model))
 
     def stylize(rgba: np.ndarray, scale: float = 1.0, style: str = "style_a", backdrop: str = "ignore",
-                marks: float = 0.0) -> np.ndarray:
+                marks: float = DEFAULT_MARKS) -> np.ndarray:
         card = engine.encode_style(str(work / f"{style}.png"), size=STYLE_SIZE, backdrop=backdrop)
         out = engine.stylize(rgba[..., :3].astype(np.float32) / 255.0, card, alpha=1.0, tile="auto", scale=scale,
                              marks=marks)
@@ -157,7 +159,7 @@ def test_registered_with_menu_path_and_arguments(session):
     assert defaults["alpha"] == 1.0 and defaults["color-mode"] == "palette"
     assert defaults["working-resolution"] == 1.0
     assert defaults["backdrop"] == "ignore"
-    assert defaults["marks"] == 0.0
+    assert defaults["marks"] == DEFAULT_MARKS
 
 
 def test_new_layer_equals_engine_with_offsets_and_alpha(session, engine_output):

@@ -170,7 +170,7 @@ def test_engine_without_sequences_says_to_upgrade(make_client, assets, tmp_path)
     old.start()
     try:
         with pytest.raises(EngineError, match="0.0-old.*does not support sequence.*upgrade") as info:
-            client.stylize(np.zeros((4, 4, 3), np.uint8), assets["style"], sequence=("x", TEMPORAL))
+            client.stylize(np.zeros((4, 4, 3), np.uint8), assets["style"], marks=0, sequence=("x", TEMPORAL))
         assert info.value.kind == "Unsupported"
         # Without a sequence (or temporal 0) the old worker is fine: nothing is required of it.
         assert client.ping()["engine_version"] == "0.0-old"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from adain_core.vocabulary import DEFAULT_MARKS
 from adain_core.worker import (BUNDLED_NAME, EngineError, WorkerCancelled, WorkerClient, WorkerCrashed,
                                 WorkerUnavailable, client_files)
 from adain_core.worker.protocol import recv_message, send_message
@@ -60,7 +61,7 @@ def reference(assets):
     cards = {}
 
     def stylize(rgb_float: np.ndarray, style: str = "style_a", scale: float | str = 1.0,
-                marks: float = 0.0) -> np.ndarray:
+                marks: float = DEFAULT_MARKS) -> np.ndarray:
         if style not in cards:
             cards[style] = engine.encode_style(assets[style], size=STYLE_SIZE)
         # the engine's default colour mode: the worker's too when a request names none

@@ -65,13 +65,18 @@ class StyleCard:
         """Weights of the sources (sum to 1)."""
         return [float(s.get("weight", 1.0)) for s in self.sources]  # type: ignore[arg-type]
 
+    @property
+    def has_pixels(self) -> bool:
+        """Whether the card carries a style picture for each source (a stripped card does not)."""
+        return bool(self.pixels) and len(self.pixels) == len(self.sources)
+
     def palette(self) -> tuple[Tensor, Tensor]:
         """The RGB mean (3,) and covariance (3, 3), float64, of the card's paintings pooled by their weights.
 
         Raises:
             CardError: the card carries no style pixels (a stripped card).
         """
-        if not self.pixels or len(self.pixels) != len(self.sources):
+        if not self.has_pixels:
             raise CardError(f"style card {self.name!r} carries no style pixels; the palette colour mode needs a card "
                             f"made by encode_style (or a mix of such cards)")
         return mixture_stats(self.pixels, self.weights, self.painted or None)
@@ -231,7 +236,7 @@ def mix(cards: Sequence[StyleCard], weights: Sequence[float] | None = None, name
     sources: list[dict[str, object]] = []
     pixels: list[Tensor] = []
     painted: list[Tensor | None] = []
-    keep_pixels = all(len(c.pixels) == len(c.sources) for c in cards)
+    keep_pixels = all(c.has_pixels for c in cards)
     for wi, c in zip(w, cards):
         for s, sw in zip(c.sources, c.weights):
             sources.append({**s, "weight": wi * sw})

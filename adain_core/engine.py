@@ -574,7 +574,7 @@ def _regions(style: StyleSpec) -> list[tuple[StyleCard, MaskLike | None]]:
 def _check_pixels(card: StyleCard, options: StylizeOptions) -> None:
     """Refuse, in one line naming what needs them and the way out, a card without its style pixels (a stripped card)
     where the palette or preserve colour mode or the marks need them."""
-    if card.pixels and len(card.pixels) == len(card.sources):
+    if card.has_pixels:
         return
     colour = options.color in ("palette", "preserve")
     needs = [f"the {options.color} colour mode"] * colour + ["marks"] * (options.marks > 0)

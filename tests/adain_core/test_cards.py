@@ -85,6 +85,9 @@ def test_mix_rules(card_a, card_b) -> None:
     torch.testing.assert_close(m.std, 0.75 * card_a.std + 0.25 * card_b.std)
     assert m.weights == pytest.approx([0.75, 0.25]) and m.name == "a+b"
     assert len(m.pixels) == 2 and set(m.taps) == set(card_a.taps)
+    stripped = dataclasses.replace(card_a, pixels=[])
+    assert m.has_pixels and card_a.has_pixels and not stripped.has_pixels
+    assert not mix([stripped, card_b]).has_pixels  # one stripped card strips the mix
     assert mix([card_a, card_b]).weights == pytest.approx([0.5, 0.5])
     nested = mix([m, card_b], [0.5, 0.5])  # mixes of mixes keep per-source weights summing to 1
     assert sum(nested.weights) == pytest.approx(1.0) and len(nested.sources) == 3

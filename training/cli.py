@@ -85,6 +85,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "(default relu4_1; relu3_1 adds the photo's structure at a quarter of its size)")
     p.add_argument("--colour-weight", type=float, default=S,
                    help="weight of the RGB sliced Wasserstein distance between output and painting (default 0)")
+    p.add_argument("--colour-pixels", type=int, default=S,
+                   help="> 0: the colour term compares a random sample of this many pixels of each image, drawn anew "
+                        "each step (4096 of a 128 px crop's 16384: its sort, a fifth of a CPU step, a quarter as "
+                        "long); default 0: all pixels")
     p.add_argument("--luma-weight", type=float, default=S,
                    help="weight of 2·(1 − r), r the correlation of the box-blurred luma of output and photo: keeps the "
                         "photo's layout of light and dark (no wide dark halo), leaves texture and palette free "

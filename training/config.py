@@ -75,6 +75,7 @@ class TrainConfig:
     structure_weight: float = 0.0  # MSE of instance-normalised features, output vs photo (content_corr as a loss)
     structure_taps: list[str] = field(default_factory=lambda: ["relu4_1"])  # taps of that term, summed
     colour_weight: float = 0.0   # sliced Wasserstein distance between output and painting RGB distributions
+    colour_pixels: int = 0       # > 0: that term compares a random sample of this many pixels per image (0 = all)
     luma_weight: float = 0.0     # 2·(1 − r) of the box-blurred luma, output vs photo (the photo's light/dark layout)
     luma_radius: int = 4         # that blur's box radius in px
     palette: bool = False        # train for the engine's palette colour mode: losses see the output given the

@@ -52,6 +52,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "structure_weight": cfg.structure_weight,
             "structure_taps": list(cfg.structure_taps),
             "colour_weight": cfg.colour_weight,
+            "colour_pixels": cfg.colour_pixels,
             "luma_weight": cfg.luma_weight,
             "luma_radius": cfg.luma_radius,
             "palette": cfg.palette,

@@ -363,7 +363,7 @@ class Trainer:
             loss = loss + structure
         if cfg.colour_weight > 0:
             dirs = unit_directions(32, seed=self.step, device=self.device)
-            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs).mean()
+            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs, cfg.colour_pixels, self.step).mean()
             parts["colour"] = colour.detach()
             loss = loss + colour
         if cfg.luma_weight > 0:

@@ -166,21 +166,33 @@ def _quantiles(sorted_proj: Tensor, n: int) -> Tensor:
     return sorted_proj[..., lo] * (1 - frac) + sorted_proj[..., hi] * frac
 
 
-def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor) -> Tensor:
+def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor, pixels: int = 0, seed: int = 0) -> Tensor:
     """Sliced Wasserstein-1 distance between the pixel (colour) distributions of two image batches.
 
     Args:
         a: (B, C, H, W) images; b: (B, C, H', W') images (any size: sorted projections are compared at
             ``min(H·W, H'·W')`` evenly spaced quantiles).
         directions: (C, D) unit vectors (see :func:`unit_directions`).
+        pixels: > 0: compare a seeded random sample of at most this many pixels of each image (the same places in
+            every image of a batch) instead of all of them; the sort, a fifth of a CPU training step with all the
+            pixels of 128 px crops, costs about that share less. 0 = all pixels.
+        seed: the sample's seed (a training step passes its step number).
 
     Returns:
         (B,) mean absolute difference of the sorted projections (in the images' units, e.g. [0, 1] RGB).
         0 when the two pixel distributions are equal. Differentiable in ``a`` and ``b``.
     """
     d = directions.to(device=a.device, dtype=torch.float32).T  # (D, C)
-    pa = (d @ a.float().flatten(2)).sort(dim=-1).values  # (B, D, N): sorting along the last dim is the fast one
-    pb = (d @ b.float().flatten(2)).sort(dim=-1).values
+    gen = torch.Generator().manual_seed(seed)
+
+    def projected(x: Tensor) -> Tensor:
+        flat = x.float().flatten(2)
+        if 0 < pixels < flat.shape[-1]:
+            picked = torch.randperm(flat.shape[-1], generator=gen)[:pixels]
+            flat = flat[..., picked.to(flat.device, non_blocking=True)]
+        return (d @ flat).sort(dim=-1).values  # (B, D, N): sorting along the last dim is the fast one
+
+    pa, pb = projected(a), projected(b)
     n = min(pa.shape[-1], pb.shape[-1])
     return (_quantiles(pa, n) - _quantiles(pb, n)).abs().mean(dim=(1, 2))
 

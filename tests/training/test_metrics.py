@@ -93,6 +93,23 @@ def test_sliced_wasserstein_sees_distributions_not_positions():
     assert b.grad is not None and b.grad.abs().sum() > 0
 
 
+def test_sliced_wasserstein_on_a_pixel_sample_estimates_the_whole():
+    dirs = unit_directions(32, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(2, 3, 64, 64, generator=gen) ** 2
+    b = torch.rand(2, 3, 64, 64, generator=gen)
+    whole = sliced_wasserstein(a, b, dirs)
+    sampled = sliced_wasserstein(a, b, dirs, pixels=1024, seed=3)
+    assert torch.allclose(sampled, whole, atol=0.01) and not torch.equal(sampled, whole)
+    assert torch.equal(sampled, sliced_wasserstein(a, b, dirs, pixels=1024, seed=3))  # seeded
+    assert not torch.equal(sampled, sliced_wasserstein(a, b, dirs, pixels=1024, seed=4))
+    assert torch.equal(whole, sliced_wasserstein(a, b, dirs, pixels=64 * 64))  # a sample of all is all
+    x = a.clone().requires_grad_(True)
+    sliced_wasserstein(x, b, dirs, pixels=1024).sum().backward()
+    touched = (x.grad.abs().sum(1) > 0).float().mean()  # the gradient reaches the sampled pixels only
+    assert 0.2 < float(touched) <= 0.25
+
+
 def test_luma_loss_costs_a_dark_band_but_not_a_new_palette_or_fine_texture():
     """A bright disc on a mid-grey ground: recoloured (brightness, contrast, hue) or given fine texture it keeps its
     layout of light and dark (cost near 0); a dark ring around the disc, a halo, costs; gradients reach the pixels."""

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .vocabulary import UPSAMPLES
+
 __all__ = [
     "TAPS", "TAP_SCALE", "ARCHS", "SKIP_TAP", "Encoder", "Decoder", "build_encoder", "build_decoder", "decoder_inputs",
     "decoder_width", "decoder_skip", "pad_to_multiple", "padded_size", "CAFFE_MEAN_BGR",
@@ -152,6 +154,11 @@ class Decoder(nn.Module):
         return list(self)[index]
 
     @property
+    def upsample(self) -> str:
+        """Its ×2 upsampling, one of :data:`UPSAMPLES`."""
+        return next(str(m.mode) for m in self if isinstance(m, nn.Upsample))
+
+    @property
     def taps(self) -> tuple[str, ...]:
         """The encoder taps whose AdaIN targets the decoder reads, shallow first."""
         return (SKIP_TAP, "relu4_1") if self.skip is not None else ("relu4_1",)
@@ -181,9 +188,10 @@ class Decoder(nn.Module):
         return x
 
 
-def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False) -> Decoder:
-    """Decoder: mirror of the encoder from relu4_1 (512 ch) to RGB, nearest ×2 upsampling, reflection padding,
-    ReLU, no normalisation. For ``vgg19`` at ``width`` 1 without skip the keys match the original ``decoder.pth``.
+def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False, upsample: str = "nearest") -> Decoder:
+    """Decoder: mirror of the encoder from relu4_1 (512 ch) to RGB, ×2 upsampling (``upsample``, one of
+    :data:`UPSAMPLES`; the weights do not say which, a model file's metadata does), reflection padding, ReLU, no
+    normalisation. For ``vgg19`` at ``width`` 1 without skip the keys match the original ``decoder.pth``.
 
     ``width`` in (0, 1] scales every hidden layer's channels (0.5: about 4× fewer decoder FLOPs); the keys stay the
     same, so :func:`decoder_width` reads it back from a state dict. ``skip``: also read the :data:`SKIP_TAP` target
@@ -196,6 +204,8 @@ def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False) -
         raise ValueError(f"decoder arch must be one of {ARCHS}, got {arch!r}")
     if not 0 < width <= 1:
         raise ValueError(f"decoder width must be in (0, 1], got {width!r}")
+    if upsample not in UPSAMPLES:
+        raise ValueError(f"decoder upsampling must be one of {UPSAMPLES}, got {upsample!r}")
     layers: list[nn.Module] = []
     skip_after = -1
     # Walk the encoder backwards: each encoder conv (cin→cout) becomes a decoder conv (cout→cin);
@@ -203,7 +213,8 @@ def build_decoder(arch: str = "vgg16", width: float = 1.0, skip: bool = False) -
     plan = list(reversed(_PLANS[arch]))
     for i, item in enumerate(plan):
         if item == "M":
-            layers.append(nn.Upsample(scale_factor=2, mode="nearest"))
+            layers.append(nn.Upsample(scale_factor=2, mode=upsample,
+                                      align_corners=False if upsample == "bilinear" else None))
             if skip_after < 0:
                 skip_after = len(layers) - 1
             continue

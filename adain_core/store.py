@@ -28,6 +28,7 @@ from .extras import require
 from .fingerprint import sha256_file
 from .networks import ARCHS, Decoder, Encoder, build_decoder, build_encoder, decoder_skip, decoder_width
 from .validate import check_name, check_state_finite
+from .vocabulary import UPSAMPLES
 
 __all__ = [
     "ENCODERS",
@@ -480,9 +481,16 @@ def fetch_original(source: str | Path | None = None, base_url: str = ORIGINAL_BA
 
 
 def build_decoder_from(model: ModelFile) -> Decoder:
-    """Build the decoder of a model file (its width and skip input read from the weights) with its weights loaded
-    (float32)."""
-    decoder = build_decoder(model.arch, decoder_width(model.decoder), decoder_skip(model.decoder))
+    """Build the decoder of a model file (its width and skip input read from the weights, its upsampling from the
+    metadata's ``decoder_upsample``, ``nearest`` when absent) with its weights loaded (float32).
+
+    Raises:
+        ModelError: an upsampling this package does not know, naming the file.
+    """
+    upsample = model.metadata.get("decoder_upsample", "nearest")
+    if upsample not in UPSAMPLES:
+        raise ModelError(f"{model.path or 'model'}: decoder_upsample {upsample!r} is not one of {', '.join(UPSAMPLES)}")
+    decoder = build_decoder(model.arch, decoder_width(model.decoder), decoder_skip(model.decoder), str(upsample))
     _load_state(decoder, model.decoder, f"decoder of {model.path or 'model'}")
     decoder.requires_grad_(False)
     return decoder.eval()

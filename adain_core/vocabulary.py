@@ -5,7 +5,7 @@ under a test)."""
 from __future__ import annotations
 
 __all__ = ["COLOR_MODES", "BACKDROP_MODES", "PRECISIONS", "TILE_MODES", "SCALE_AUTO", "CARD_SUFFIX", "WEIGHTS_SUFFIX",
-           "MODEL_SUFFIXES", "DEFAULT_MARKS", "is_card_path"]
+           "MODEL_SUFFIXES", "DEFAULT_MARKS", "UPSAMPLES", "is_card_path"]
 
 #: Where the result's colours come from: the painting's own palette (its RGB mean and covariance given to the
 #: result); the style's as the decoder renders them; the content's (style recoloured to them before encoding); or the
@@ -23,6 +23,10 @@ SCALE_AUTO = "auto"
 #: The ``marks`` strength (the painting's own marks in the photo's flat areas, :mod:`adain_core.marks`) that the API,
 #: the CLI and the hosts start at; 0 turns them off. The worker protocol's absent field means 0 (older clients).
 DEFAULT_MARKS = 0.5
+#: A decoder's ×2 upsampling: ``nearest`` (the paper's; each cell becomes a 2 × 2 block, which a decoder trained for
+#: it leaves as a faint 2 and 4 px grid in flat areas) or ``bilinear`` (no blocks). A decoder is trained for one; a
+#: model file's metadata (``decoder_upsample``) says which, ``nearest`` when absent.
+UPSAMPLES = ("nearest", "bilinear")
 #: A style card file (a style's statistics, see :class:`adain_core.StyleCard`).
 CARD_SUFFIX = ".adainstyle.safetensors"
 #: Every weights file the engine writes (models, encoders, cards).

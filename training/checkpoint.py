@@ -67,7 +67,9 @@ def load_decoder_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Decoder weights from a checkpoint, a bare state dict (``.pt``/``.pth``) or a model ``.safetensors`` file.
 
     Returns:
-        ``(state_dict, info)``; ``info`` holds ``step`` and the model metadata when known.
+        ``(state_dict, info)``; ``info`` holds ``step``, ``decoder_upsample`` (the decoder's upsampling, which the
+        weights do not show: from the metadata or the checkpoint's config; ``nearest`` for a bare state dict) and
+        the model metadata when known.
 
     Raises:
         ModelError: unreadable or no decoder weights.
@@ -77,15 +79,17 @@ def load_decoder_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         from adain_core.store import read_model
 
         model = read_model(path)
-        return {k: v.float() for k, v in model.decoder.items()}, {"step": model.metadata.get("steps", 0),
-                                                                   "metadata": model.metadata}
+        return {k: v.float() for k, v in model.decoder.items()}, {
+            "step": model.metadata.get("steps", 0), "metadata": model.metadata,
+            "decoder_upsample": model.metadata.get("decoder_upsample", "nearest")}
     if not path.is_file():
         raise ModelError(f"{path}: decoder weights not found")
     data = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(data, dict) and "decoder" in data:
-        return data["decoder"], {"step": data.get("step", 0)}
+        return data["decoder"], {"step": data.get("step", 0),
+                                 "decoder_upsample": (data.get("config") or {}).get("decoder_upsample", "nearest")}
     if isinstance(data, dict) and all(isinstance(v, Tensor) for v in data.values()):
-        return data, {"step": 0}
+        return data, {"step": 0, "decoder_upsample": "nearest"}
     raise ModelError(f"{path}: no decoder weights found")
 
 

@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from adain_core.vocabulary import BACKDROP_MODES, COLOR_MODES
+from adain_core.vocabulary import BACKDROP_MODES, COLOR_MODES, UPSAMPLES
 
 from .config import LAMBDA_PRESETS, LAYER_WEIGHT_PRESETS, TrainConfig, resolve_lambda
 from .pack import MAX_MB as PACK_MAX_MB
@@ -68,6 +68,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="1: the decoder also reads the AdaIN target at relu3_1 (a zero-initialised 1×1 skip; "
                         "--init-decoder with a plain decoder starts it as that decoder) (default: as the "
                         "--init-decoder weights, else 0)")
+    p.add_argument("--decoder-upsample", choices=UPSAMPLES, default=S,
+                   help="the decoder's ×2 upsampling: nearest (the paper's; leaves a faint 2 and 4 px grid in flat "
+                        "areas) or bilinear (no grid; a nearest decoder's weights adapt to it) (default: as the "
+                        "--init-decoder weights, else nearest)")
     p.add_argument("--warmup-steps", type=int, default=S, help="reconstruction warm-up steps (default 0)")
     p.add_argument("--identity-pixel", type=float, default=S,
                    help="identity loss: pixel L1 weight of photos/paintings decoded from their own features (with "
@@ -220,7 +224,8 @@ def _train(args: argparse.Namespace) -> int:
         if saved:
             base = TrainConfig.from_dict(saved)
     elif args.init_decoder:  # a skip decoder's weights go on training as one unless told otherwise
-        base = dataclasses.replace(base, decoder_skip=decoder_skip(load_decoder_state(Path(args.init_decoder))[0]))
+        weights, info = load_decoder_state(Path(args.init_decoder))
+        base = dataclasses.replace(base, decoder_skip=decoder_skip(weights), decoder_upsample=info["decoder_upsample"])
     cfg = dataclasses.replace(base, **opts)
     cfg.style_weight = resolve_lambda(cfg.style_weight)
     trainer = Trainer(cfg, resume=args.resume, init_decoder=args.init_decoder, init_step=args.init_step)

@@ -54,6 +54,7 @@ class TrainConfig:
     encoder_id: str = "vgg16-hed-bsds500"
     decoder_width: float = 1.0   # hidden channels × this (0.5: ~4× fewer decoder FLOPs), see networks.build_decoder
     decoder_skip: bool = False   # the decoder also reads the AdaIN target at relu3_1 (networks.Decoder)
+    decoder_upsample: str = "nearest"  # its ×2 upsampling, one of networks.UPSAMPLES
     # data
     resize: int = 512            # shorter side is scaled down to this (never up, see ``upscale``)
     crop: int = 256              # random square crop

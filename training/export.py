@@ -45,6 +45,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "warmup_steps": cfg.warmup_steps,
             "decoder_width": cfg.decoder_width,
             "decoder_skip": cfg.decoder_skip,
+            "decoder_upsample": cfg.decoder_upsample,
             "channels_last": cfg.channels_last,
             "identity_pixel": cfg.identity_pixel,
             "identity_feature": cfg.identity_feature,

@@ -144,7 +144,7 @@ class Trainer:
         self.encoder = (encoder if encoder is not None else make_encoder(cfg.encoder_id)).to(self.device).eval()
         self.encoder.requires_grad_(False)
         arch = ENCODERS.get(cfg.encoder_id, "vgg16")
-        self.decoder = build_decoder(arch, cfg.decoder_width, cfg.decoder_skip).to(self.device)
+        self.decoder = build_decoder(arch, cfg.decoder_width, cfg.decoder_skip, cfg.decoder_upsample).to(self.device)
         if cfg.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)

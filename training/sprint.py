@@ -30,6 +30,7 @@ from adain_core.color import after_pass, color_stats, match_palettes
 from adain_core.engine import BORDER
 from adain_core.networks import TAPS, Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
+from adain_core.vocabulary import UPSAMPLES
 
 from .checkpoint import load_decoder_state
 from .config import TrainConfig
@@ -192,6 +193,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--decoder-skip", type=int, choices=[0, 1], default=None,
                    help="1: the decoder also reads relu3_1 (a plain --init gets a zero-initialised skip); "
                         "default: as the --init weights")
+    p.add_argument("--decoder-upsample", choices=UPSAMPLES, default=None,
+                   help="the decoder's ×2 upsampling, nearest or bilinear (no 2 and 4 px grid); default: as the "
+                        "--init weights")
     p.add_argument("--colour-weight", type=float, default=r["colour_weight"],
                    help=f"RGB sliced Wasserstein weight (default {r['colour_weight']})")
     p.add_argument("--colour-pixels", type=int, default=int(r["colour_pixels"]),
@@ -245,13 +249,15 @@ def run_sprint(args: argparse.Namespace) -> int:
     encoder = build_encoder(ENCODERS.get(encoder_id, "vgg16"))
     encoder.load_state_dict(pack.encoder_state)
     init = _init_path(args.init)
-    skip = decoder_skip(load_decoder_state(init)[0]) if args.decoder_skip is None else bool(args.decoder_skip)
+    weights, info = load_decoder_state(init)
+    skip = decoder_skip(weights) if args.decoder_skip is None else bool(args.decoder_skip)
     cfg = TrainConfig(content_dirs=[], style_dirs=[], out_dir=str(out), encoder_id=encoder_id, crop=args.size,
-                      decoder_skip=skip,
+                      decoder_skip=skip, decoder_upsample=args.decoder_upsample or info["decoder_upsample"],
                       style_weight=args.style_weight, identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
-                      colour_weight=args.colour_weight, colour_pixels=args.colour_pixels, luma_weight=args.luma_weight, luma_radius=args.luma_radius,
+                      colour_weight=args.colour_weight, colour_pixels=args.colour_pixels,
+                      luma_weight=args.luma_weight, luma_radius=args.luma_radius,
                       palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
                       lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,

@@ -69,6 +69,19 @@ def test_decoder_width_out_of_range_is_rejected(width: float) -> None:
         build_decoder("vgg16", width=width)
 
 
+def test_bilinear_decoder_has_the_same_weights_and_no_blocks() -> None:
+    torch.manual_seed(0)
+    nearest, bilinear = build_decoder("vgg16", skip=True), build_decoder("vgg16", skip=True, upsample="bilinear")
+    bilinear.load_state_dict(nearest.state_dict())  # the same weights: the upsampling is not in them
+    assert (nearest.upsample, bilinear.upsample) == ("nearest", "bilinear")
+    x, skip = torch.rand(1, 512, 4, 4), torch.rand(1, 256, 8, 8)
+    with torch.no_grad():
+        a, b = nearest(x, skip), bilinear(x, skip)
+    assert a.shape == b.shape == (1, 3, 32, 32) and not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="upsampling must be one of .*'cubic'"):
+        build_decoder("vgg16", upsample="cubic")
+
+
 def test_vgg19_keys_match_the_original_release_layout() -> None:
     # vgg_normalised.pth starts with a 1x1 conv at index 0, conv1_1 at 2; decoder.pth's first conv is at index 1.
     enc_keys = set(build_encoder("vgg19").state_dict())

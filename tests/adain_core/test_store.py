@@ -85,6 +85,20 @@ def test_model_round_trip(tmp_path: Path, random_model_path: Path) -> None:
     assert again.decoder["1.weight"].dtype == torch.float16  # decoders are stored in fp16 by default
 
 
+def test_the_metadata_says_the_decoders_upsampling(tmp_path: Path, random_model_path: Path) -> None:
+    mf = store.read_model(random_model_path)
+    assert store.build_decoder_from(mf).upsample == "nearest"  # absent: the paper's (older files, decoder.pth)
+    for value in ("bilinear", "cubic"):
+        path = store.save_model(tmp_path / f"{value}.safetensors",
+                                store.ModelFile(mf.encoder_id, mf.arch, mf.decoder, mf.encoder,
+                                                {**mf.metadata, "decoder_upsample": value}))
+        if value == "bilinear":
+            assert adain_core.load(path, device="cpu").decoder.upsample == "bilinear"
+        else:
+            with pytest.raises(ModelError, match=f"{path.name}: decoder_upsample 'cubic' is not one of nearest"):
+                adain_core.load(path, device="cpu")
+
+
 def test_read_model_errors(tmp_path: Path, random_model_path: Path) -> None:
     with pytest.raises(ModelError, match="not found"):
         store.read_model(tmp_path / "missing.safetensors")

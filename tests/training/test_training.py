@@ -307,6 +307,17 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     assert _cli_train(image_dirs, run2, "--steps", "3", "--batch-size", "1", "--init-decoder", str(model_path)) == 0
     state2 = torch.load(run2 / "checkpoint.pt", weights_only=True)
     assert state2["step"] == 3 and sum(state2["hardware"].values()) == 1  # one step: 2 → 3
+    assert state2["config"]["decoder_upsample"] == "nearest"
+
+    # a nearest decoder goes on as a bilinear one when told, and then stays one: exported, loaded, continued
+    run3, bilinear_path = tmp_path / "run3", tmp_path / "bilinear.safetensors"
+    assert _cli_train(image_dirs, run3, "--steps", "3", "--init-decoder", str(model_path),
+                      "--decoder-upsample", "bilinear") == 0
+    assert cli.main(["export", str(run3 / "checkpoint.pt"), "--out", str(bilinear_path)]) == 0
+    bilinear = adain_core.load(bilinear_path, device="cpu", precision="fp32")
+    assert bilinear.decoder.upsample == "bilinear" and bilinear.metadata["decoder_upsample"] == "bilinear"
+    assert _cli_train(image_dirs, tmp_path / "run4", "--steps", "4", "--init-decoder", str(bilinear_path)) == 0
+    assert torch.load(tmp_path / "run4" / "checkpoint.pt", weights_only=True)["config"]["decoder_upsample"] == "bilinear"
 
 
 def test_average_of_kept_checkpoints_evaluates_exports_and_refuses_other_decoders(image_dirs, tmp_path, capsys):

@@ -21,7 +21,7 @@ __all__ = ["PAIR_METRICS", "CONTENT_CORR_SLACK", "COLOUR_GAP_SLACK", "LAYOUT_COR
 
 #: per-pair metrics of :mod:`training.evaluate` and whether lower is better
 PAIR_METRICS: dict[str, bool] = {"style_gap_ratio": True, "gram_gap": True, "colour_gap": True, "content_corr": False,
-                                 "layout_corr": False}
+                                 "layout_corr": False, "grid_ratio": True}
 
 #: how far the mean content_corr may fall for a new decoder to ship
 CONTENT_CORR_SLACK = 0.02

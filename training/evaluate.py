@@ -1,8 +1,8 @@
 """Evaluation of decoders on content × style pairs, several models compared in one run, with two reference rows
 (the photo itself, and a plain colour transfer with no network).
 
-Per pair: ``style_gap_ratio``, ``gram_gap``, ``colour_gap``, ``content_corr``, ``layout_corr``, seconds per image; per
-photo: ``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the model's own frozen
+Per pair: ``style_gap_ratio``, ``gram_gap``, ``colour_gap``, ``content_corr``, ``layout_corr``, ``grid_ratio``, seconds
+per image; per photo: ``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the model's own frozen
 encoder (see :mod:`training.metrics` for the definitions). A painting's flat backdrop
 (:mod:`adain_core.backdrop`) is left out of its card and of the metrics' painting side, as the engine does, unless
 ``--backdrop keep``.
@@ -30,8 +30,8 @@ from adain_core.networks import TAPS, pad_to_multiple
 from adain_core.vocabulary import BACKDROP_MODES
 
 from .data import IMAGE_EXTENSIONS
-from .metrics import (colour_gap_ratio, content_corr, feature_stats, gram_gap_ratio, layout_corr, psnr, spread,
-                      style_gap_ratio)
+from .metrics import (colour_gap_ratio, content_corr, feature_stats, gram_gap_ratio, grid_ratio, layout_corr, psnr,
+                      spread, style_gap_ratio)
 
 __all__ = ["EvalSet", "load_eval_set", "score_outputs", "engine_outputs", "reference_outputs", "evaluate_model",
            "run_evaluate", "model_file_for", "METRICS", "REFERENCES"]
@@ -39,8 +39,8 @@ __all__ = ["EvalSet", "load_eval_set", "score_outputs", "engine_outputs", "refer
 FeatureFn = Callable[[Tensor], dict[str, Tensor]]  # (1, 3, H, W) in [0, 1] → tap → (1, C, h, w)
 
 # Mean metrics in table order, and the reference rows every evaluation prints beside the models.
-METRICS: tuple[str, ...] = ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr", "layout_corr", "spread",
-                            "recon_psnr", "seconds_per_image")
+METRICS: tuple[str, ...] = ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr", "layout_corr", "grid_ratio",
+                            "spread", "recon_psnr", "seconds_per_image")
 REFERENCES: tuple[str, ...] = ("content (reference)", "colour transfer (reference)")
 
 
@@ -140,10 +140,11 @@ def score_outputs(evalset: EvalSet, outputs: Sequence[Sequence[Tensor]], feature
                                                evalset.style_weights()[si]),
                 "content_corr": content_corr(f_out["relu4_1"], c_feats[ci]["relu4_1"]),
                 "layout_corr": layout_corr(out, evalset.contents[ci]),
+                "grid_ratio": grid_ratio(out),
             })
         spreads.append(spread(row_stats, s_stats))
     means = {k: sum(p[k] for p in pairs) / len(pairs)
-             for k in ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr", "layout_corr")}
+             for k in ("style_gap_ratio", "gram_gap", "colour_gap", "content_corr", "layout_corr", "grid_ratio")}
     means["spread"] = sum(spreads) / len(spreads)
     means["seconds_per_image"] = sum(p["seconds"] for p in pairs) / len(pairs)
     return {"pairs": pairs, "spread": spreads, "means": means}
@@ -245,23 +246,24 @@ def _fmt(value: float | None, width: int, digits: int) -> str:
 def format_comparison(models: dict[str, dict[str, Any]]) -> str:
     """The comparison table of the means: one row per model (references included)."""
     head = (f"{'model':30s} {'style_gap':>9s} {'gram_gap':>9s} {'colour_gap':>10s} {'content_corr':>12s} "
-            f"{'layout':>6s} {'spread':>7s} {'recon dB':>8s} {'s/img':>6s}")
+            f"{'layout':>6s} {'grid':>5s} {'spread':>7s} {'recon dB':>8s} {'s/img':>6s}")
     lines = [head]
     for name, r in models.items():
         m = r["means"]
         lines.append(f"{name[:30]:30s} {_fmt(m['style_gap_ratio'], 9, 3)} {_fmt(m['gram_gap'], 9, 3)} "
                      f"{_fmt(m['colour_gap'], 10, 3)} {_fmt(m['content_corr'], 12, 3)} {_fmt(m['layout_corr'], 6, 3)} "
-                     f"{_fmt(m['spread'], 7, 3)} "
+                     f"{_fmt(m.get('grid_ratio'), 5, 2)} {_fmt(m['spread'], 7, 3)} "
                      f"{_fmt(m.get('recon_psnr'), 8, 2)} {_fmt(m['seconds_per_image'], 6, 2)}")
     return "\n".join(lines)
 
 
 def _format_pairs(name: str, result: dict[str, Any]) -> str:
     lines = [f"== {name}", f"{'content':32s} {'style':32s} {'gap':>6s} {'gram':>6s} {'colour':>6s} {'corr':>6s} "
-                           f"{'layout':>6s}"]
+                           f"{'layout':>6s} {'grid':>5s}"]
     for p in result["pairs"]:
         lines.append(f"{p['content'][:32]:32s} {p['style'][:32]:32s} {p['style_gap_ratio']:6.3f} "
-                     f"{p['gram_gap']:6.3f} {p['colour_gap']:6.3f} {p['content_corr']:6.3f} {p['layout_corr']:6.3f}")
+                     f"{p['gram_gap']:6.3f} {p['colour_gap']:6.3f} {p['content_corr']:6.3f} {p['layout_corr']:6.3f} "
+                     f"{p['grid_ratio']:5.2f}")
     for r in result.get("reconstruction", []):
         lines.append(f"reconstruction {r['content'][:60]:60s} PSNR {r['psnr']:6.2f} dB")
     return "\n".join(lines)

@@ -1,18 +1,19 @@
 """Evaluation metrics and the extra loss terms: identity output → gaps 1 and spread 0, output = painting → gaps 0,
 sliced Wasserstein distance properties, identity loss of a perfect reconstruction, what the luma and raw-colour
-terms cost."""
+terms cost, the grid ratio."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from adain_core.networks import TAPS
 from training.losses import (identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
                              unit_directions)
 from training.loop import make_encoder
-from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, layout_corr, spread, style_gap_ratio,
-                              style_vector)
+from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, grid_ratio, layout_corr, spread,
+                              style_gap_ratio, style_vector)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +109,18 @@ def test_sliced_wasserstein_on_a_pixel_sample_estimates_the_whole():
     sliced_wasserstein(x, b, dirs, pixels=1024).sum().backward()
     touched = (x.grad.abs().sum(1) > 0).float().mean()  # the gradient reaches the sampled pixels only
     assert 0.2 < float(touched) <= 0.25
+
+
+def test_grid_ratio_sees_a_2_and_4_px_grid_not_texture():
+    gen = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(1, 3, 16, 24, generator=gen), scale_factor=8, mode="bilinear")
+    noise = (smooth + 0.05 * torch.rand(1, 3, 128, 192, generator=gen)).clamp(0, 1)  # fine texture, no period
+    stamp = torch.tensor([[0.0, 1.0, 0.0, -1.0]]).T @ torch.tensor([[1.0, 0.0, -1.0, 0.0]])  # a 4 × 4 cell pattern
+    grid = (smooth + 0.03 * stamp.repeat(32, 48)).clamp(0, 1)
+    lines = smooth.clone()
+    lines[..., ::2, :] += 0.02  # every other row a little lighter: a 2 px grid
+    assert grid_ratio(smooth) < 1.5 and grid_ratio(noise) < 1.5
+    assert grid_ratio(grid) > 5 and grid_ratio(lines.clamp(0, 1)) > 5
 
 
 def test_luma_loss_costs_a_dark_band_but_not_a_new_palette_or_fine_texture():

@@ -2,8 +2,8 @@
 (the photo itself, and a plain colour transfer with no network).
 
 Per pair: ``style_gap_ratio``, ``gram_gap``, ``colour_gap``, ``content_corr``, ``layout_corr``, ``grid_ratio``, seconds
-per image; per photo: ``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the model's own frozen
-encoder (see :mod:`training.metrics` for the definitions). A painting's flat backdrop
+per image; per photo: ``spread``; per model: reconstruction PSNR; means of all, and a contact sheet. Metrics use the
+model's own frozen encoder (see :mod:`training.metrics` for the definitions). A painting's flat backdrop
 (:mod:`adain_core.backdrop`) is left out of its card and of the metrics' painting side, as the engine does, unless
 ``--backdrop keep``.
 """

@@ -22,8 +22,8 @@ from adain_core.networks import TAPS
 from .losses import luma_loss, sliced_wasserstein, unit_directions
 
 __all__ = ["Stats", "feature_stats", "stat_gap", "style_gap_ratio", "gram", "gram_gap_ratio", "colour_gap_ratio",
-           "style_vector", "spread", "content_corr", "layout_corr", "grid_ratio", "psnr", "SPREAD_TAPS", "COLOUR_DIRECTIONS",
-           "LAYOUT_RADIUS"]
+           "style_vector", "spread", "content_corr", "layout_corr", "grid_ratio", "psnr", "SPREAD_TAPS",
+           "COLOUR_DIRECTIONS", "LAYOUT_RADIUS"]
 
 Stats = dict[str, tuple[Tensor, Tensor]]  # tap → (mean (C,), std (C,))
 

@@ -317,7 +317,8 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     bilinear = adain_core.load(bilinear_path, device="cpu", precision="fp32")
     assert bilinear.decoder.upsample == "bilinear" and bilinear.metadata["decoder_upsample"] == "bilinear"
     assert _cli_train(image_dirs, tmp_path / "run4", "--steps", "4", "--init-decoder", str(bilinear_path)) == 0
-    assert torch.load(tmp_path / "run4" / "checkpoint.pt", weights_only=True)["config"]["decoder_upsample"] == "bilinear"
+    state4 = torch.load(tmp_path / "run4" / "checkpoint.pt", weights_only=True)
+    assert state4["config"]["decoder_upsample"] == "bilinear"
 
 
 def test_average_of_kept_checkpoints_evaluates_exports_and_refuses_other_decoders(image_dirs, tmp_path, capsys):

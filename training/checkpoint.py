@@ -63,6 +63,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
+def _upsample(state: dict[str, Any]) -> str:
+    """A checkpoint's decoder upsampling, from its config (``nearest`` when not recorded)."""
+    return (state.get("config") or {}).get("decoder_upsample", "nearest")
+
+
 def load_decoder_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Decoder weights from a checkpoint, a bare state dict (``.pt``/``.pth``) or a model ``.safetensors`` file.
 
@@ -87,7 +92,7 @@ def load_decoder_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     data = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(data, dict) and "decoder" in data:
         return data["decoder"], {"step": data.get("step", 0),
-                                 "decoder_upsample": (data.get("config") or {}).get("decoder_upsample", "nearest")}
+                                 "decoder_upsample": _upsample(data)}
     if isinstance(data, dict) and all(isinstance(v, Tensor) for v in data.values()):
         return data, {"step": 0, "decoder_upsample": "nearest"}
     raise ModelError(f"{path}: no decoder weights found")
@@ -103,8 +108,8 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
     or RNG state: resume a run from its last raw checkpoint, not from an average.
 
     Raises:
-        ModelError: fewer than two files, a file missing or not a checkpoint, or a decoder whose tensor names or
-            shapes differ from the first file's.
+        ModelError: fewer than two files, a file missing or not a checkpoint, or a decoder whose tensor names,
+            shapes or upsampling (``decoder_upsample``, which the weights do not show) differ from the first file's.
     """
     if len(paths) < 2:
         raise ModelError(f"averaging needs at least two checkpoints, got {len(paths)}")
@@ -114,6 +119,9 @@ def average_checkpoints(paths: Sequence[Path]) -> dict[str, Any]:
         dec = state["decoder"]
         if dec.keys() != first.keys() or any(dec[k].shape != first[k].shape for k in first):
             raise ModelError(f"{path}: its decoder does not match {paths[0]}'s (other tensor names or shapes)")
+        if _upsample(state) != _upsample(states[0]):
+            raise ModelError(f"{path}: its decoder upsamples {_upsample(state)}, {paths[0]}'s "
+                             f"{_upsample(states[0])}; average checkpoints of one decoder only")
     newest = max(states, key=lambda st: int(st["step"]))
     averaged = {k: (sum(st["decoder"][k].double() for st in states) / len(states)).to(v.dtype)
                 for k, v in first.items()}

@@ -351,6 +351,14 @@ def test_average_of_kept_checkpoints_evaluates_exports_and_refuses_other_decoder
     assert cli.main(["average", str(kept[0]), "--out", str(bad)]) == 2
     assert "at least two checkpoints" in capsys.readouterr().err and not bad.exists()
 
+    # same tensors, other upsampling (a nearest run's checkpoint beside a bilinear one's): refused too
+    bilinear = tmp_path / "bilinear"
+    assert _cli_train(image_dirs, bilinear, "--steps", "1", "--decoder-upsample", "bilinear") == 0
+    capsys.readouterr()
+    assert cli.main(["average", str(kept[0]), str(bilinear / "checkpoint.pt"), "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "upsamples bilinear" in err and not bad.exists()
+
 
 def test_half_width_decoder_trains_exports_and_loads_in_the_engine(image_dirs, tmp_path):
     import adain_core

@@ -98,6 +98,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "photo's layout of light and dark (no wide dark halo), leaves texture and palette free "
                         "(default 0)")
     p.add_argument("--luma-radius", type=int, default=S, help="box radius of that blur in px (default 4)")
+    p.add_argument("--grid-weight", type=float, default=S,
+                   help="weight of max(0, r − 1), r the output's luma power at 2 and 4 px periods over the "
+                        "neighbouring frequencies (evaluate's grid_ratio; photos ≈ 1): costs a regular grid, not "
+                        "texture (default 0)")
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")

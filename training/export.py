@@ -56,6 +56,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "colour_pixels": cfg.colour_pixels,
             "luma_weight": cfg.luma_weight,
             "luma_radius": cfg.luma_radius,
+            "grid_weight": cfg.grid_weight,
             "palette": cfg.palette,
             "precision": state.get("precision", cfg.precision),
             "data_dirs": {"content": [Path(d).name for d in cfg.content_dirs],

@@ -32,7 +32,7 @@ from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_che
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
-from .losses import (AdaINLoss, LossWeights, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
+from .losses import (AdaINLoss, LossWeights, grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
                      sliced_wasserstein, structure_loss, style_stats, unit_directions)
 from .report import plot_loss_curve, save_grid
 
@@ -335,7 +335,7 @@ class Trainer:
                   style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None
                   ) -> tuple[Tensor, dict[str, Tensor]]:
         """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
-        content and style terms, the structure term, the colour term and the luma term, each as configured.
+        content and style terms, the structure, colour, luma and grid terms, each as configured.
 
         Args:
             out: (B, 3, S, S) float, the images to score (decoded, or any pixels), already given the painting's
@@ -349,7 +349,7 @@ class Trainer:
 
         Returns:
             ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
-            ``style/<tap>``, ``structure``, ``colour``, ``luma``).
+            ``style/<tap>``, ``structure``, ``colour``, ``luma``, ``grid``).
 
         Raises:
             ValueError: the recipe has a luma term and ``photo`` is missing.
@@ -372,6 +372,10 @@ class Trainer:
             lum = cfg.luma_weight * luma_loss(out, photo, cfg.luma_radius)
             parts["luma"] = lum.detach()
             loss = loss + lum
+        if cfg.grid_weight > 0:
+            grid = cfg.grid_weight * grid_loss(out)
+            parts["grid"] = grid.detach()
+            loss = loss + grid
         return loss, parts
 
     # ------------------------------------------------------------------ bookkeeping

@@ -1,7 +1,7 @@
 """The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
 photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), a
-low-pass luma term (the photo's layout of light and dark), and the engine's palette colour mode as a step before
+low-pass luma term (the photo's layout of light and dark), a grid term (no regular 2 and 4 px pattern), and the engine's palette colour mode as a step before
 the losses."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from adain_core.networks import TAPS
 from adain_core.upsample import box_filter, luma
 
 __all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "style_stats", "AdaINLoss",
-           "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour", "raw_colour_loss", "luma_loss"]
+           "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour", "raw_colour_loss", "luma_loss",
+           "grid_ratios", "grid_loss"]
 
 
 @dataclass
@@ -70,6 +71,37 @@ def luma_loss(out: Tensor, photo: Tensor, radius: int) -> Tensor:
         raise ValueError(f"luma_loss needs images of one size, got {tuple(out.shape[-2:])} and "
                          f"{tuple(photo.shape[-2:])}")
     return structure_loss(box_filter(luma(out.float()), radius), box_filter(luma(photo.float()), radius))
+
+
+def grid_ratios(images: Tensor) -> Tensor:
+    """How much of a regular 2 and 4 px grid each image carries: the luma's spectral power on the frequencies of those
+    periods (the rows and columns of the 2-D spectrum at 1/2 and 1/4 cycles per pixel) over that on the neighbouring
+    frequencies (two bins either side). About 1 for photos and paintings; a decoder's upsampling can leave more.
+
+    Args:
+        images: (B, 3, H, W) float (any range; computed in its dtype), H and W at least 16; a 4-px margin at the
+            bottom and right is dropped when H or W is not a multiple of 4.
+
+    Returns:
+        (B,) ratios, differentiable.
+    """
+    y = luma(images)[:, 0]
+    h, w = (y.shape[-2] // 4) * 4, (y.shape[-1] // 4) * 4
+    y = y[:, :h, :w] - y[:, :h, :w].mean((-2, -1), keepdim=True)
+    power = torch.fft.fft2(y).abs().pow(2)
+    on = off = y.new_zeros(y.shape[0])
+    for period in (2, 4):
+        ky, kx = h // period, w // period
+        on = on + power[:, ky].sum(-1) + power[:, :, kx].sum(-1)
+        off = off + 0.5 * (power[:, ky - 2].sum(-1) + power[:, (ky + 2) % h].sum(-1) + power[:, :, kx - 2].sum(-1)
+                           + power[:, :, (kx + 2) % w].sum(-1))
+    return on / off.clamp_min(1e-20)
+
+
+def grid_loss(out: Tensor) -> Tensor:
+    """The grid term: ``max(0, r − 1)`` with ``r`` the :func:`grid_ratios` of each decoded image (B, 3, H, W) float,
+    meaned over the batch; 0-d float32. Costs a regular 2 and 4 px pattern beyond what photos carry, not texture."""
+    return (grid_ratios(out.float()) - 1).clamp_min(0).mean()
 
 
 def style_loss_per_layer(out_feats: dict[str, Tensor],

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from adain_core.adain import calc_mean_std, masked_mean_std
 from adain_core.networks import TAPS
 
-from .losses import luma_loss, sliced_wasserstein, unit_directions
+from .losses import grid_ratios, luma_loss, sliced_wasserstein, unit_directions
 
 __all__ = ["Stats", "feature_stats", "stat_gap", "style_gap_ratio", "gram", "gram_gap_ratio", "colour_gap_ratio",
            "style_vector", "spread", "content_corr", "layout_corr", "grid_ratio", "psnr", "SPREAD_TAPS",
@@ -184,26 +184,14 @@ def layout_corr(output: Tensor, content: Tensor) -> float:
 
 def grid_ratio(output: Tensor) -> float:
     """How much of a regular 2 and 4 px grid the image carries (what nearest-neighbour upsampling in a decoder leaves
-    in flat areas): the luma's spectral power on the frequencies of those periods (the rows and columns of the 2-D
-    spectrum at 1/2 and 1/4 cycles per pixel) over that on the neighbouring frequencies (two bins either side).
+    in flat areas): :func:`training.losses.grid_ratios` in float64.
 
     About 1 for photos and paintings (no such grid); measured 3-12 on the shipped decoder's outputs (2026-12-05).
 
     Args:
         output: (1, 3, H, W) float in [0, 1], H and W at least 16.
     """
-    x = output.float()[0]
-    y = 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
-    h, w = (y.shape[0] // 4) * 4, (y.shape[1] // 4) * 4
-    y = y[:h, :w] - y[:h, :w].mean()
-    power = torch.fft.fft2(y.double()).abs().pow(2)
-    on = off = 0.0
-    for period in (2, 4):
-        ky, kx = h // period, w // period
-        on += float(power[ky].sum() + power[:, kx].sum())
-        off += 0.5 * float(power[ky - 2].sum() + power[(ky + 2) % h].sum() + power[:, kx - 2].sum()
-                           + power[:, (kx + 2) % w].sum())
-    return on / max(off, 1e-20)
+    return float(grid_ratios(output.double())[0])
 
 
 def psnr(a: Tensor, b: Tensor) -> float:

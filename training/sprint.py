@@ -46,7 +46,7 @@ SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 7.0, "identity_pixel": 0.0,
     "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 0.75, "colour_weight": 10.0,
     "colour_pixels": 0.0, "luma_weight": 0.5, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0,
-    "raw_colour_weight": 1.0,
+    "raw_colour_weight": 1.0, "grid_weight": 0.0,
 }
 SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
 
@@ -205,6 +205,8 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"blurred-luma correlation loss weight (the photo's light/dark layout; default {r['luma_weight']})")
     p.add_argument("--luma-radius", type=int, default=int(r["luma_radius"]),
                    help=f"box radius of that blur in px (default {int(r['luma_radius'])})")
+    p.add_argument("--grid-weight", type=float, default=r["grid_weight"],
+                   help=f"weight of the output's regular 2 and 4 px grid beyond a photo's (default {r['grid_weight']})")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
                    help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
     p.add_argument("--raw-colour-weight", type=float, default=r["raw_colour_weight"],
@@ -257,7 +259,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, colour_pixels=args.colour_pixels,
-                      luma_weight=args.luma_weight, luma_radius=args.luma_radius,
+                      luma_weight=args.luma_weight, luma_radius=args.luma_radius, grid_weight=args.grid_weight,
                       palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
                       lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,

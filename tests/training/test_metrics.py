@@ -1,6 +1,6 @@
 """Evaluation metrics and the extra loss terms: identity output → gaps 1 and spread 0, output = painting → gaps 0,
 sliced Wasserstein distance properties, identity loss of a perfect reconstruction, what the luma and raw-colour
-terms cost, the grid ratio."""
+terms cost, the grid ratio and the grid term."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from adain_core.networks import TAPS
-from training.losses import (identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
+from training.losses import (grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
                              unit_directions)
 from training.loop import make_encoder
 from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, grid_ratio, layout_corr, spread,
@@ -121,6 +121,23 @@ def test_grid_ratio_sees_a_2_and_4_px_grid_not_texture():
     lines[..., ::2, :] += 0.02  # every other row a little lighter: a 2 px grid
     assert grid_ratio(smooth) < 1.5 and grid_ratio(noise) < 1.5
     assert grid_ratio(grid) > 5 and grid_ratio(lines.clamp(0, 1)) > 5
+
+
+def test_grid_term_costs_a_grid_not_texture_and_its_gradient_removes_the_grid():
+    gen = torch.Generator().manual_seed(0)
+    smooth = F.interpolate(torch.rand(2, 3, 16, 16, generator=gen), scale_factor=8, mode="bilinear")
+    noise = (smooth + 0.05 * torch.rand(2, 3, 128, 128, generator=gen)).clamp(0, 1)
+    stamp = torch.tensor([[0.0, 1.0, 0.0, -1.0]]).T @ torch.tensor([[1.0, 0.0, -1.0, 0.0]])
+    grid = (smooth + 0.03 * stamp.repeat(32, 32)).requires_grad_()
+    assert float(grid_loss(smooth)) < 0.5 and float(grid_loss(noise)) < 0.5
+    before = float(grid_loss(grid).detach())
+    assert before > 5
+    opt = torch.optim.Adam([grid], lr=1e-3)  # pixels moved down the gradient lose the grid
+    for _ in range(20):
+        opt.zero_grad()
+        grid_loss(grid).backward()
+        opt.step()
+    assert float(grid_loss(grid).detach()) < 0.2 * before
 
 
 def test_luma_loss_costs_a_dark_band_but_not_a_new_palette_or_fine_texture():

@@ -40,13 +40,14 @@ from .profiling import StepProfiler
 __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "SPRINT_RECIPE",
            "SPRINT_STRUCTURE_TAPS"]
 
-# The sprint's default recipe: the shipped decoder's (stretch 19, docs/TRAINING_LOG.md) at the GPU's batch and size;
-# every value is an option.
+# The sprint's default recipe: the shipped decoder's (stretch 19, docs/TRAINING_LOG.md) at the GPU's batch and size,
+# with the CPU run's grid term (stretch 33: without it a bilinear decoder learns the 2 and 4 px grid back); every
+# value is an option.
 SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 7.0, "identity_pixel": 0.0,
     "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 0.75, "colour_weight": 10.0,
     "colour_pixels": 0.0, "luma_weight": 0.5, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0,
-    "raw_colour_weight": 1.0, "grid_weight": 0.0,
+    "raw_colour_weight": 1.0, "grid_weight": 2.0,
 }
 SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
 

@@ -119,6 +119,7 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     assert engine.metadata["steps"] >= 3 and engine.metadata["name"] == "sprint"
     assert engine.taps == (("relu3_1", "relu4_1") if skip == "1" else ("relu4_1",))
     assert engine.metadata["structure_taps"] == list(engine.taps)  # the skip run also trained relu3_1's structure
+    assert engine.metadata["grid_weight"] == 2.0  # the recipe's grid term
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)
 
 

@@ -1,8 +1,8 @@
 """The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
 photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), a
-low-pass luma term (the photo's layout of light and dark), a grid term (no regular 2 and 4 px pattern), and the engine's palette colour mode as a step before
-the losses."""
+low-pass luma term (the photo's layout of light and dark), a grid term (no regular 2 and 4 px pattern), and the
+engine's palette colour mode as a step before the losses."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ def grid_ratios(images: Tensor) -> Tensor:
     frequencies (two bins either side). About 1 for photos and paintings; a decoder's upsampling can leave more.
 
     Args:
-        images: (B, 3, H, W) float (any range; computed in its dtype), H and W at least 16; a 4-px margin at the
-            bottom and right is dropped when H or W is not a multiple of 4.
+        images: (B, 3, H, W) float (any range; computed in its dtype), H and W at least 16; the last 1-3 rows
+            and columns are left out where H or W is not a multiple of 4.
 
     Returns:
         (B,) ratios, differentiable.

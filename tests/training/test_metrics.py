@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from adain_core.networks import TAPS
-from training.losses import (grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss, sliced_wasserstein,
-                             unit_directions)
+from training.losses import (grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
+                             sliced_wasserstein, unit_directions)
 from training.loop import make_encoder
 from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, grid_ratio, layout_corr, spread,
                               style_gap_ratio, style_vector)

@@ -42,7 +42,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--content", dest="content_dirs", nargs="+", default=S,
                    help=f"content image folder(s), recursive (default {defaults.content_dirs})")
     p.add_argument("--style", dest="style_dirs", nargs="+", default=S,
-                   help=f"style image folder(s), recursive (default {defaults.style_dirs})")
+                   help=f"style image folder(s), recursive; a folder named N times is drawn N times as often "
+                        f"(default {defaults.style_dirs})")
     p.add_argument("--out", dest="out_dir", default=S, help="run folder: checkpoints, log.jsonl, samples/")
     p.add_argument("--encoder", dest="encoder_id", default=S, help="encoder id (default vgg16-hed-bsds500)")
     p.add_argument("--resize", type=int, default=S, help="shorter side scaled down to this (default 512)")

@@ -38,6 +38,13 @@ def test_scan_is_recursive_and_skips_bad_images_with_one_warning_each(image_dirs
     assert sum("tiny.png" in m for m in msgs) == 1
 
 
+def test_a_folder_named_twice_is_drawn_twice_as_often(image_dirs):
+    content, style = image_dirs
+    paths = scan_images([style, style, content], min_side=32)
+    styles = [p for p in paths if p.parent == style]
+    assert len(paths) == 16 and len(styles) == 10 and all(styles.count(p) == 2 for p in styles)
+
+
 def test_corrupt_file_found_late_is_replaced_not_fatal(tmp_path, image_dirs, caplog):
     content, _ = image_dirs
     paths = scan_images([content], min_side=32)

@@ -23,15 +23,20 @@ __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd"
 Palette = tuple[Tensor, Tensor, Union[Tensor, None]]
 
 
-def color_stats(img: Tensor) -> tuple[Tensor, Tensor]:
+def color_stats(img: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Mean and covariance of the RGB pixels of each image.
 
     Args:
         img: (B, 3, H, W) float in [0, 1].
+        weight: (B|1, 1, H, W) how much each pixel counts, ≥ 0 with a positive sum per image (a painting's backdrop
+            left out: :func:`adain_core.backdrop.painted_weights`), or ``None``: every pixel alike (the covariance
+            then divides by N − 1, weighted by the weights' sum).
 
     Returns:
         ``(mean, cov)``: (B, 3) and (B, 3, 3), float64.
     """
+    if weight is not None:
+        return _weighted_stats(img.reshape(img.shape[0], 3, -1), weight.reshape(weight.shape[0], 1, -1))
     x = img.double().reshape(img.shape[0], 3, -1)
     mean = x.mean(dim=2)
     xc = x - mean[..., None]

@@ -106,6 +106,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")
+    p.add_argument("--backdrop", choices=BACKDROP_MODES, default=S,
+                   help="a painting's flat backdrop (a figure on white): ignore = left out of the paintings' "
+                        "statistics, palette and colours, as the engine's style cards leave it out; keep = counted "
+                        "(default keep)")
     p.add_argument("--raw-colour-weight", type=float, default=S,
                    help="with --palette: weight of the L1 between the decoder's own output and its recoloured version "
                         "(detached), which the palette-mode losses do not see: keeps the raw output in [0, 1] and in "

@@ -80,6 +80,8 @@ class TrainConfig:
     luma_weight: float = 0.0     # 2·(1 − r) of the box-blurred luma, output vs photo (the photo's light/dark layout)
     luma_radius: int = 4         # that blur's box radius in px
     grid_weight: float = 0.0     # max(0, r − 1), r the output's luma power at 2 and 4 px periods over its neighbours'
+    backdrop: str = "keep"       # a painting's flat backdrop (adain_core.backdrop): "keep" counts it in the paintings'
+    #                              statistics, palette and colours; "ignore" leaves it out, as the engine's cards do
     palette: bool = False        # train for the engine's palette colour mode: losses see the output given the
     #                              painting's RGB mean/covariance (transform fitted without gradient, applied with)
     raw_colour_weight: float = 0.0  # with palette: L1 pulling the decoder's own output to its recoloured version

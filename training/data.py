@@ -18,6 +18,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from adain_core.backdrop import painted_weights
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "scan_images",
@@ -29,11 +31,16 @@ __all__ = [
     "to_tensor",
     "random_crop",
     "mix_seed",
+    "PAINTED_SHARE",
 ]
 
 log = logging.getLogger("adain.training")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
+#: A painting crop with a fourth (painted) channel should show at least this share of painting, not backdrop:
+#: :func:`random_crop` draws up to :data:`_CROP_TRIES` windows for it.
+PAINTED_SHARE = 0.25
+_CROP_TRIES = 8
 _MASK64 = (1 << 63) - 1
 
 
@@ -87,7 +94,7 @@ def manifest_hash(*lists: Sequence[Path]) -> str:
 
 
 def to_tensor(array: np.ndarray) -> Tensor:
-    """(H, W, 3) uint8 → (3, H, W) float32 in [0, 1]."""
+    """(H, W, C) uint8 → (C, H, W) float32 in [0, 1] (C = 3, or 4 with :class:`ImageSource`'s painted channel)."""
     # a copy: PIL's arrays are read-only
     return torch.from_numpy(np.array(array, order="C")).permute(2, 0, 1).float().div_(255.0)
 
@@ -96,14 +103,18 @@ class ImageSource:
     """A list of image files, decoded to RGB and resized on demand (optionally cached in memory).
 
     The shorter side is scaled down to ``resize`` (up too with ``upscale``); images still smaller than ``crop`` are
-    scaled up to it. A file that fails to decode is reported once and replaced by the next good one.
+    scaled up to it. A file that fails to decode is reported once and replaced by the next good one. With
+    ``painted`` each image gets a fourth channel: how much each pixel belongs to the painting (255 = fully, 0 on a
+    flat backdrop, found on the resized image as the engine finds it for a style card:
+    :func:`adain_core.backdrop.painted_weights`).
     """
 
-    def __init__(self, paths: Sequence[Path], resize: int, crop: int, upscale: bool = False, cache: bool = False):
+    def __init__(self, paths: Sequence[Path], resize: int, crop: int, upscale: bool = False, cache: bool = False,
+                 painted: bool = False):
         if not paths:
             raise ValueError("no usable images")
         self.paths = list(paths)
-        self.resize, self.crop, self.upscale = resize, crop, upscale
+        self.resize, self.crop, self.upscale, self.painted = resize, crop, upscale, painted
         self.cache: dict[int, np.ndarray] | None = {} if cache else None
         self.bad: set[int] = set()
 
@@ -125,13 +136,20 @@ class ImageSource:
                 im = im.convert("RGB")
                 if im.size != size:
                     im = im.resize(size, Image.BICUBIC)
-                return np.asarray(im)
+                arr = np.asarray(im)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
             log.warning("skipping corrupt image %s (%s)", path, exc)
             return None
+        if not self.painted:
+            return arr
+        weights = painted_weights(to_tensor(arr)[None])
+        alpha = np.full(arr.shape[:2], 255, np.uint8) if weights is None else \
+            (weights[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+        return np.dstack([arr, alpha])
 
     def get(self, index: int) -> np.ndarray:
-        """The resized (H, W, 3) uint8 image at ``index``, or the next good one if that file is corrupt.
+        """The resized (H, W, 3) uint8 image at ``index`` ((H, W, 4) with ``painted``), or the next good one if
+        that file is corrupt.
 
         Raises:
             RuntimeError: no image of the source can be decoded.
@@ -153,11 +171,26 @@ class ImageSource:
 
 
 def random_crop(arr: np.ndarray, crop: int, gen: torch.Generator) -> np.ndarray:
-    """A seeded random ``crop`` × ``crop`` window of an (H, W, 3) image (H, W ≥ crop), mirrored half of the time."""
+    """A seeded random ``crop`` × ``crop`` window of an (H, W, C) image (H, W ≥ crop), mirrored half of the time.
+
+    With a fourth (painted) channel (:class:`ImageSource`) the first of up to :data:`_CROP_TRIES` windows that is at
+    least :data:`PAINTED_SHARE` painting is taken, else the most painted one; a window with no painting at all
+    counts as painting throughout (its statistics are then the whole window's)."""
     h, w = arr.shape[:2]
-    y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
-    x = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
-    out = arr[y:y + crop, x:x + crop]
+    tries = _CROP_TRIES if arr.shape[2] == 4 else 1
+    out, best_share = arr, -1.0
+    for _ in range(tries):
+        y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))
+        x = int(torch.randint(0, w - crop + 1, (1,), generator=gen))
+        window = arr[y:y + crop, x:x + crop]
+        share = float(window[..., 3].mean()) / 255 if tries > 1 else 1.0
+        if share > best_share:
+            out, best_share = window, share
+        if share >= PAINTED_SHARE:
+            break
+    if best_share == 0:
+        out = out.copy()
+        out[..., 3] = 255
     if bool(torch.rand((), generator=gen) < 0.5):
         out = out[:, ::-1]
     return out
@@ -165,7 +198,7 @@ def random_crop(arr: np.ndarray, crop: int, gen: torch.Generator) -> np.ndarray:
 
 class PairDataset(Dataset):
     """Map-style dataset whose index is ``(content_index, style_index, crop_seed)`` → (content, style) crops,
-    each (3, crop, crop) float32 in [0, 1]."""
+    each (3, crop, crop) float32 in [0, 1] (the style (4, crop, crop) when its source has the painted channel)."""
 
     def __init__(self, content: ImageSource, style: ImageSource) -> None:
         self.content, self.style = content, style

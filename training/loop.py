@@ -217,10 +217,14 @@ class Trainer:
         self.manifest = manifest_hash(self.content_paths, self.style_paths)
         cache = cfg.cache_images and cfg.num_workers == 0
         self.content = ImageSource(self.content_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
-        self.style = ImageSource(self.style_paths, cfg.resize, cfg.crop, cfg.upscale, cache)
+        self.style = ImageSource(self.style_paths, cfg.resize, cfg.crop, cfg.upscale, cache,
+                                 painted=cfg.backdrop == "ignore")
         self.dataset = PairDataset(self.content, self.style)
         self.images = {"content": len(self.content_paths), "style": len(self.style_paths)}
         if cfg.cached_crops:
+            if cfg.backdrop == "ignore":
+                raise ValueError("--cached-crops keeps the paintings' statistics with their backdrops: use it with "
+                                 "--backdrop keep")
             if cfg.warmup_steps > self.step or cfg.identity_pixel + cfg.identity_feature > 0:
                 raise ValueError("--cached-crops cannot serve the warm-up or the identity losses (they need the "
                                  "photos' pixels): turn one or the other off")
@@ -242,7 +246,9 @@ class Trainer:
     def train_step(self, content: Tensor | None, style: Tensor, as_floats: bool = True,
                    encoded: tuple[dict[str, Tensor], dict[str, tuple[Tensor, Tensor]]] | None = None
                    ) -> dict[str, Any]:
-        """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each; returns the
+        """One optimisation step on a batch ``content, style``: (B, 3, S, S) float in [0, 1] each (the style
+        (B, 4, S, S) when a fourth channel says how much each pixel belongs to the painting: its flat backdrop is
+        then left out of the paintings' statistics, palettes and colours, as the engine leaves it out); returns the
         weighted loss terms (``loss``, ``content``, ``style``, ``style/<tap>`` and, when enabled,
         ``identity_pixel``, ``identity_feature``, ``structure``, ``colour``, ``luma``, ``raw_colour``) as floats, or
         as detached 0-d tensors with ``as_floats=False`` (no device synchronisation: a GPU keeps running ahead).
@@ -257,6 +263,8 @@ class Trainer:
             group["lr"] = self.lr_at(self.step)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         style = style.to(self.device, non_blocking=True, memory_format=fmt)
+        painted = style[:, 3:] if style.shape[1] == 4 else None
+        style = style[:, :3]
         layers = self.loss_fn.weights.layers
         k = 0 if warm or cfg.identity_pixel + cfg.identity_feature <= 0 else \
             max(1, math.ceil(cfg.identity_fraction * style.shape[0]))
@@ -281,14 +289,14 @@ class Trainer:
                     fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else self.content_taps).items()}
                     if not warm:
                         fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
-                    s_stats = style_stats(fs)
+                    s_stats = style_stats(fs, painted)
                 targets = {t: fc[t] if warm else adain(fc[t], *s_stats[t]) for t in self.decoder.taps}
                 target = targets["relu4_1"]
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features
                 decoded = self._decode({t: torch.cat([v, fc[t][:k], fs[t][:k]]) for t, v in targets.items()})
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
                 if cfg.palette:  # the identity decodes too: each given its own image's palette
-                    raw, out = out, palette_recolour(out, style)
+                    raw, out = out, palette_recolour(out, style, painted)
                     recon = palette_recolour(recon, torch.cat([content[:k], style[:k]]))
                     decoded = torch.cat([out, recon])
                 f_all = self.encoder(decoded, self.out_taps)
@@ -297,7 +305,7 @@ class Trainer:
             else:
                 out = self._decode(targets)
                 if cfg.palette and not warm:
-                    raw, out = out, palette_recolour(out, style)
+                    raw, out = out, palette_recolour(out, style, painted)
                 fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
         fo = {t: v.float() for t, v in fo.items()}
         if warm:
@@ -306,7 +314,7 @@ class Trainer:
             parts["pixel_l1"] = pixel.detach()
             loss = loss + pixel
         else:
-            loss, parts = self.objective(out, fo, fc, target, s_stats, style, content)
+            loss, parts = self.objective(out, fo, fc, target, s_stats, style, content, painted)
             if raw is not None and cfg.raw_colour_weight > 0:
                 raw_term = cfg.raw_colour_weight * raw_colour_loss(raw, out)
                 parts["raw_colour"] = raw_term.detach()
@@ -332,8 +340,8 @@ class Trainer:
         return (model or self.model)(*decoder_inputs(targets))
 
     def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
-                  style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None
-                  ) -> tuple[Tensor, dict[str, Tensor]]:
+                  style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None,
+                  painted: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
         content and style terms, the structure, colour, luma and grid terms, each as configured.
 
@@ -346,6 +354,8 @@ class Trainer:
             style_stats: the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1).
             style: (B, 3, S', S') float in [0, 1], the paintings (for the colour term).
             photo: (B, 3, S, S) float in [0, 1], the photos (needed by the luma term only).
+            painted: (B, 1, S', S') in [0, 1], how much each painting pixel counts in the colour term (0 on a flat
+                backdrop), or ``None``: every pixel.
 
         Returns:
             ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
@@ -363,7 +373,8 @@ class Trainer:
             loss = loss + structure
         if cfg.colour_weight > 0:
             dirs = unit_directions(32, seed=self.step, device=self.device)
-            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs, cfg.colour_pixels, self.step).mean()
+            colour = cfg.colour_weight * sliced_wasserstein(out, style, dirs, cfg.colour_pixels, self.step,
+                                                            painted).mean()
             parts["colour"] = colour.detach()
             loss = loss + colour
         if cfg.luma_weight > 0:
@@ -418,7 +429,7 @@ class Trainer:
             for src, acc in ((self.content, cs), (self.style, ss)):
                 a = src.get((i * 7919) % len(src))
                 y, x = (a.shape[0] - k) // 2, (a.shape[1] - k) // 2
-                acc.append(to_tensor(a[y:y + k, x:x + k]))
+                acc.append(to_tensor(a[y:y + k, x:x + k, :3]))
         return torch.stack(cs), torch.stack(ss)
 
     @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adain_core.adain import calc_mean_std
+from adain_core.adain import calc_mean_std, masked_mean_std
 from adain_core.color import color_stats
 from adain_core.networks import TAPS
 from adain_core.upsample import box_filter, luma
@@ -116,9 +116,16 @@ def style_loss_per_layer(out_feats: dict[str, Tensor],
     return losses
 
 
-def style_stats(style_feats: dict[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """tap → (B, C, h, w) style features ⇒ tap → their channel ``(mean, std)``, each (B, C, 1, 1) float32."""
-    return {tap: calc_mean_std(f) for tap, f in style_feats.items()}
+def style_stats(style_feats: dict[str, Tensor], painted: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+    """tap → (B, C, h, w) style features ⇒ tap → their channel ``(mean, std)``, each (B, C, 1, 1) float32.
+
+    ``painted``: (B, 1, H, W) in [0, 1] at the paintings' pixel size, how much each pixel belongs to the painting
+    (0 on a flat backdrop, :func:`adain_core.backdrop.painted_weights`), area-averaged to each tap's grid as the
+    engine does for a style card; ``None``: every position alike."""
+    if painted is None:
+        return {tap: calc_mean_std(f) for tap, f in style_feats.items()}
+    return {tap: masked_mean_std(f, F.adaptive_avg_pool2d(painted.float(), f.shape[-2:]))
+            for tap, f in style_feats.items()}
 
 
 class AdaINLoss(nn.Module):
@@ -198,7 +205,8 @@ def _quantiles(sorted_proj: Tensor, n: int) -> Tensor:
     return sorted_proj[..., lo] * (1 - frac) + sorted_proj[..., hi] * frac
 
 
-def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor, pixels: int = 0, seed: int = 0) -> Tensor:
+def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor, pixels: int = 0, seed: int = 0,
+                       b_weight: Tensor | None = None) -> Tensor:
     """Sliced Wasserstein-1 distance between the pixel (colour) distributions of two image batches.
 
     Args:
@@ -209,6 +217,9 @@ def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor, pixels: int = 0
             every image of a batch) instead of all of them; the sort, a fifth of a CPU training step with all the
             pixels of 128 px crops, costs about that share less. 0 = all pixels.
         seed: the sample's seed (a training step passes its step number).
+        b_weight: (B, 1, H', W') ≥ 0 with a positive sum per image: how much each pixel of ``b`` counts (its
+            painting's backdrop left out); ``b`` is then represented by ``pixels`` (or H'·W') pixels drawn with
+            these weights as probabilities, with replacement. ``None``: every pixel alike.
 
     Returns:
         (B,) mean absolute difference of the sorted projections (in the images' units, e.g. [0, 1] RGB).
@@ -217,19 +228,23 @@ def sliced_wasserstein(a: Tensor, b: Tensor, directions: Tensor, pixels: int = 0
     d = directions.to(device=a.device, dtype=torch.float32).T  # (D, C)
     gen = torch.Generator().manual_seed(seed)
 
-    def projected(x: Tensor) -> Tensor:
+    def projected(x: Tensor, weight: Tensor | None = None) -> Tensor:
         flat = x.float().flatten(2)
-        if 0 < pixels < flat.shape[-1]:
+        if weight is not None:
+            picked = torch.multinomial(weight.float().flatten(1).cpu(), pixels or flat.shape[-1], replacement=True,
+                                       generator=gen)
+            flat = flat.gather(2, picked.to(flat.device)[:, None].expand(-1, flat.shape[1], -1))
+        elif 0 < pixels < flat.shape[-1]:
             picked = torch.randperm(flat.shape[-1], generator=gen)[:pixels]
             flat = flat[..., picked.to(flat.device, non_blocking=True)]
         return (d @ flat).sort(dim=-1).values  # (B, D, N): sorting along the last dim is the fast one
 
-    pa, pb = projected(a), projected(b)
+    pa, pb = projected(a), projected(b, b_weight)
     n = min(pa.shape[-1], pb.shape[-1])
     return (_quantiles(pa, n) - _quantiles(pb, n)).abs().mean(dim=(1, 2))
 
 
-def palette_recolour(out: Tensor, style: Tensor) -> Tensor:
+def palette_recolour(out: Tensor, style: Tensor, painted: Tensor | None = None) -> Tensor:
     """The engine's ``palette`` colour mode as a training step: each output given its painting's RGB mean and
     covariance, so the losses see what the engine shows in that mode.
 
@@ -243,13 +258,15 @@ def palette_recolour(out: Tensor, style: Tensor) -> Tensor:
     Args:
         out: (B, 3, H, W) float, decoded images (not clamped).
         style: (B, 3, H', W') float in [0, 1], the paintings.
+        painted: (B, 1, H', W') in [0, 1], how much each painting pixel counts in its palette (0 on a flat backdrop,
+            as the engine's style card leaves it out), or ``None``: every pixel.
 
     Returns:
         (B, 3, H, W) float32 (not clamped).
     """
     o_mean, o_cov = color_stats(out.float())  # float64, with gradient
     with torch.no_grad():
-        s_mean, s_cov = color_stats(style.float())
+        s_mean, s_cov = color_stats(style.float(), painted)
         s_root = _roots_newton_schulz(s_cov)[0]
     transform = s_root @ _roots_newton_schulz(o_cov)[1]
     shift = s_mean - (transform @ o_mean[..., None])[..., 0]

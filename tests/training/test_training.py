@@ -12,8 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training import cli
 from training.config import resolve_lambda
@@ -418,3 +420,76 @@ def test_skip_decoder_starts_as_the_plain_one_trains_exports_and_loads(image_dir
     with pytest.raises(ValueError, match="train with --decoder-skip 1"):
         Trainer(tiny_config, init_decoder=model_path)
 
+
+
+# ------------------------------------------------------------------------------------------------ backdrop
+def _portrait(rng: np.random.Generator, size: int = 96, figure: int = 40) -> np.ndarray:
+    """A painted square of ``figure`` px (random colours) centred on a flat white backdrop, (size, size, 3) uint8."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    lo = (size - figure) // 2
+    img[lo:lo + figure, lo:lo + figure] = rng.integers(20, 180, (figure, figure, 3), dtype=np.uint8)
+    return img
+
+
+def test_backdrop_ignore_gives_paintings_a_painted_channel_and_crops_that_show_painting(tmp_path):
+    from training.data import PAINTED_SHARE
+
+    rng = np.random.default_rng(1)
+    Image.fromarray(_portrait(rng)).save(tmp_path / "portrait.png")
+    Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(tmp_path / "plain.png")
+    paths = scan_images([tmp_path], 32)
+    source = ImageSource(paths, 96, 48, painted=True)
+    portrait, plain = (source.get(paths.index(tmp_path / n)) for n in ("portrait.png", "plain.png"))
+    assert portrait.shape == plain.shape == (96, 96, 4)
+    assert (portrait[..., 3] == 0).mean() == pytest.approx(1 - (40 / 96) ** 2, abs=0.02)
+    assert (portrait[28:68, 28:68, 3] == 255).all() and (plain[..., 3] == 255).all()
+    ds = PairDataset(ImageSource(paths, 96, 48), source)
+    for seed in range(20):
+        content, style = ds[(0, paths.index(tmp_path / "portrait.png"), seed)]
+        assert content.shape == (3, 48, 48) and style.shape == (4, 48, 48)
+        assert float(style[3].mean()) >= PAINTED_SHARE
+
+
+def test_backdrop_is_left_out_of_the_paintings_statistics_palette_and_colours():
+    from adain_core.adain import calc_mean_std
+    from adain_core.color import color_stats
+    from training.losses import palette_recolour, sliced_wasserstein, style_stats, unit_directions
+
+    gen = torch.Generator().manual_seed(0)
+    painted = torch.zeros(2, 1, 16, 16)
+    painted[..., :, :8] = 1  # the left half is the painting, the right half a white backdrop
+    style = torch.rand(2, 3, 16, 16, generator=gen) * 0.6
+    style[..., :, 8:] = 1.0
+    feats = {"relu1_1": torch.randn(2, 4, 16, 16, generator=gen), "relu2_1": torch.randn(2, 4, 8, 8, generator=gen)}
+    for tap, (mean, std) in style_stats(feats, painted).items():
+        half = feats[tap][..., :, : feats[tap].shape[-1] // 2]
+        for got, want in zip((mean, std), calc_mean_std(half)):
+            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    out = torch.rand(2, 3, 12, 12, generator=gen)
+    figure = style[..., :, :8]
+    recoloured = palette_recolour(out, style, painted)
+    for got, want in zip(color_stats(recoloured), color_stats(figure, torch.ones(1, 1, 16, 8))):
+        torch.testing.assert_close(got, want, atol=2e-4, rtol=0)
+    dirs = unit_directions(32, seed=0)
+    left_out = sliced_wasserstein(figure, style, dirs, 256, seed=1, b_weight=painted)
+    counted = sliced_wasserstein(figure, style, dirs, 256, seed=1)
+    assert bool((left_out < 0.2 * counted).all()), (left_out, counted)
+
+
+def test_backdrop_ignore_trains_records_its_setting_and_refuses_cached_crops(tiny_config, tmp_path):
+    styles = tmp_path / "portraits"
+    styles.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(_portrait(rng, 64, 28)).save(styles / f"p{i}.png")
+    cfg = dataclasses.replace(tiny_config, style_dirs=[str(styles)], steps=2, palette=True, colour_weight=1.0,
+                              colour_pixels=64, backdrop="ignore", sample_every=2)
+    summary = Trainer(cfg).run()
+    assert summary["step"] == 2
+    assert (Path(cfg.out_dir) / "samples" / "step_0000002.png").is_file()
+    state = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)
+    assert state["config"]["backdrop"] == "ignore"
+    records = [json.loads(x) for x in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
+    assert records and all(math.isfinite(r["loss"]) for r in records)
+    with pytest.raises(ValueError, match="--backdrop keep"):
+        Trainer(dataclasses.replace(cfg, cached_crops=2))

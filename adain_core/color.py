@@ -29,8 +29,8 @@ def color_stats(img: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tens
     Args:
         img: (B, 3, H, W) float in [0, 1].
         weight: (B|1, 1, H, W) how much each pixel counts, ≥ 0 with a positive sum per image (a painting's backdrop
-            left out: :func:`adain_core.backdrop.painted_weights`), or ``None``: every pixel alike (the covariance
-            then divides by N − 1, weighted by the weights' sum).
+            left out: :func:`adain_core.backdrop.painted_weights`), or ``None``: every pixel alike. The covariance
+            divides by N − 1 without weights and by the weights' sum with them (as :func:`mixture_stats` does).
 
     Returns:
         ``(mean, cov)``: (B, 3) and (B, 3, 3), float64.

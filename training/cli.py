@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--max-content", type=int, default=0, help="at most this many photos (0 = as many as fit)")
     pk.add_argument("--max-style", type=int, default=0, help="at most this many paintings (0 = as many as fit)")
     pk.add_argument("--encoder", default="vgg16-hed-bsds500", help="encoder id to pack")
+    pk.add_argument("--painted", type=int, choices=[0, 1], default=1,
+                    help="1: each painting carries its painted pixels (a flat backdrop left out) for the sprint's "
+                         "--backdrop ignore")
     pk.add_argument("--seed", type=int, default=0)
 
     from .sprint import add_sprint_args
@@ -269,7 +272,7 @@ def _pack(args: argparse.Namespace) -> int:
 
     settings = PackSettings(args.content, args.style, args.eval_content, args.eval_style, args.max_mb, args.side,
                             args.eval_side, args.quality, args.content_share, args.max_content, args.max_style,
-                            args.seed)
+                            args.seed, painted=bool(args.painted))
     info = {"encoder_id": args.encoder}
     if args.encoder == "vgg16-hed-bsds500":
         from adain_core.convert import HED_H5_SHA256

@@ -32,15 +32,17 @@ __all__ = [
     "random_crop",
     "mix_seed",
     "PAINTED_SHARE",
+    "CROP_TRIES",
 ]
 
 log = logging.getLogger("adain.training")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 #: A painting crop with a fourth (painted) channel should show at least this share of painting, not backdrop:
-#: :func:`random_crop` draws up to :data:`_CROP_TRIES` windows for it.
+#: :func:`random_crop` draws up to :data:`CROP_TRIES` windows for it.
 PAINTED_SHARE = 0.25
-_CROP_TRIES = 8
+#: How many windows :func:`random_crop` (and the sprint's crops) draw at most for such a crop.
+CROP_TRIES = 8
 _MASK64 = (1 << 63) - 1
 
 
@@ -173,11 +175,11 @@ class ImageSource:
 def random_crop(arr: np.ndarray, crop: int, gen: torch.Generator) -> np.ndarray:
     """A seeded random ``crop`` × ``crop`` window of an (H, W, C) image (H, W ≥ crop), mirrored half of the time.
 
-    With a fourth (painted) channel (:class:`ImageSource`) the first of up to :data:`_CROP_TRIES` windows that is at
+    With a fourth (painted) channel (:class:`ImageSource`) the first of up to :data:`CROP_TRIES` windows that is at
     least :data:`PAINTED_SHARE` painting is taken, else the most painted one; a window with no painting at all
     counts as painting throughout (its statistics are then the whole window's)."""
     h, w = arr.shape[:2]
-    tries = _CROP_TRIES if arr.shape[2] == 4 else 1
+    tries = CROP_TRIES if arr.shape[2] == 4 else 1
     out, best_share = arr, -1.0
     for _ in range(tries):
         y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))

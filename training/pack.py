@@ -6,7 +6,9 @@ Layout of a pack folder::
 
     manifest.json         counts, sizes, settings, per-image offsets, sha256 of the other two files
     images.bin            every image as WebP bytes, back to back (training images: square, ``side`` px;
-                          evaluation images: shorter side ``eval_side`` px, uncropped)
+                          evaluation images: shorter side ``eval_side`` px, uncropped); with the ``painted``
+                          setting a training painting's alpha is its painted pixels (0 on a flat backdrop, found
+                          on the whole resized image as ``adain-train train --backdrop ignore`` finds it)
     encoder.safetensors   the converted encoder weights (fp16), as the engine caches them
 """
 
@@ -29,9 +31,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .data import scan_images
+from adain_core.backdrop import painted_weights
 
-__all__ = ["PACK_FORMAT", "MAX_MB", "PackSettings", "make_pack", "read_pack", "Pack", "encode_square", "encode_shorter"]
+from .data import scan_images, to_tensor
+
+__all__ = ["PACK_FORMAT", "MAX_MB", "PackSettings", "make_pack", "read_pack", "Pack", "encode_square", "encode_shorter",
+           "encode_painting"]
 
 log = logging.getLogger("adain.training")
 
@@ -60,6 +65,7 @@ class PackSettings:
     max_style: int = 0
     seed: int = 0
     min_side: int = 32             # training images with a smaller shorter side are skipped with a warning
+    painted: bool = True           # paintings carry their painted pixels as alpha (a flat backdrop: 0)
 
 
 def _resized(path: Path, side: int, square: bool) -> Image.Image:
@@ -78,13 +84,27 @@ def _resized(path: Path, side: int, square: bool) -> Image.Image:
 
 def _webp(im: Image.Image, quality: int) -> bytes:
     buf = io.BytesIO()
-    im.save(buf, "WEBP", quality=quality, method=4)
+    im.save(buf, "WEBP", quality=quality, method=4, exact=True)  # exact: keeps the colours under alpha 0
     return buf.getvalue()
 
 
 def encode_square(path: Path, side: int, quality: int) -> bytes:
     """An image file → WebP bytes of its centre square, ``side`` px (shorter side scaled to ``side`` first)."""
     return _webp(_resized(path, side, square=True), quality)
+
+
+def encode_painting(path: Path, side: int, quality: int) -> bytes:
+    """:func:`encode_square` with the painting's painted pixels as alpha (255 = painting, 0 = a flat backdrop;
+    :func:`adain_core.backdrop.painted_weights` of the whole resized image, then cropped); an image without a
+    backdrop stays RGB."""
+    im = _resized(path, side, square=False)
+    rgb = np.asarray(im)
+    weights = painted_weights(to_tensor(rgb)[None])
+    if weights is not None:
+        alpha = (weights[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+        im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    x, y = (im.width - side) // 2, (im.height - side) // 2
+    return _webp(im.crop((x, y, x + side, y + side)), quality)
 
 
 def encode_shorter(path: Path, side: int, quality: int = 90) -> bytes:
@@ -163,10 +183,11 @@ def make_pack(out_dir: str | Path, settings: PackSettings, encoder_state: dict[s
     if budget <= 0:
         raise ValueError(f"--max-mb {s.max_mb}: the encoder and the evaluation set alone take {fixed / 1e6:.1f} MB")
     square = lambda p: encode_square(p, s.side, s.quality)  # noqa: E731
+    painting = (lambda p: encode_painting(p, s.side, s.quality)) if s.painted else square  # noqa: E731
     before = sum(map(len, blobs))
     sets["content"] = _fill(content_paths, int(budget * s.content_share), s.max_content, square, blobs)
     used = sum(map(len, blobs)) - before
-    sets["style"] = _fill(style_paths, budget - used, s.max_style, square, blobs)
+    sets["style"] = _fill(style_paths, budget - used, s.max_style, painting, blobs)
     if not sets["content"] or not sets["style"]:
         raise ValueError(f"--max-mb {s.max_mb}: no room for training images (content {len(sets['content'])}, "
                          f"style {len(sets['style'])})")
@@ -183,6 +204,7 @@ def make_pack(out_dir: str | Path, settings: PackSettings, encoder_state: dict[s
     manifest = {
         "format": PACK_FORMAT,
         "settings": {"side": s.side, "eval_side": s.eval_side, "quality": s.quality, "seed": s.seed,
+                     "painted": s.painted,
                      "content_dirs": [Path(d).name for d in s.content_dirs],
                      "style_dirs": [Path(d).name for d in s.style_dirs], "max_mb": s.max_mb},
         "counts": {key: len(sets[key]) for key in SETS},
@@ -206,8 +228,9 @@ def make_pack(out_dir: str | Path, settings: PackSettings, encoder_state: dict[s
 
 @dataclass
 class Pack:
-    """A pack read back: training sets as uint8 tensors (N, 3, side, side); evaluation images as a list of
-    (1, 3, H, W) float tensors in [0, 1]; the encoder's state dict (float32) and the manifest."""
+    """A pack read back: training sets as uint8 tensors (N, 3, side, side), the paintings (N, 4, side, side) when
+    the pack has their painted pixels (:attr:`painted`; channel 3: 255 = painting, 0 = a flat backdrop); evaluation
+    images as a list of (1, 3, H, W) float tensors in [0, 1]; the encoder's state dict (float32) and the manifest."""
 
     content: Tensor
     style: Tensor
@@ -217,10 +240,15 @@ class Pack:
     encoder_state: dict[str, Tensor]
     manifest: dict[str, Any]
 
+    @property
+    def painted(self) -> bool:
+        """Whether the paintings carry their painted pixels as a fourth channel."""
+        return self.style.shape[1] == 4
 
-def _decode(data: bytes) -> np.ndarray:
+
+def _decode(data: bytes, mode: str = "RGB") -> np.ndarray:
     with Image.open(io.BytesIO(data)) as im:
-        return np.asarray(im.convert("RGB"))
+        return np.asarray(im.convert(mode))
 
 
 def read_pack(pack_dir: str | Path, verify: bool = True, threads: int = 0) -> Pack:
@@ -247,8 +275,9 @@ def read_pack(pack_dir: str | Path, verify: bool = True, threads: int = 0) -> Pa
     decoded: dict[str, list[np.ndarray]] = {}
     with ThreadPoolExecutor(workers) as pool:
         for key in SETS:
+            mode = "RGBA" if key == "style" and manifest["settings"].get("painted") else "RGB"
             offs = manifest["sets"][key]["offsets"]
-            decoded[key] = list(pool.map(lambda o: _decode(raw[o[0]:o[0] + o[1]]), offs))
+            decoded[key] = list(pool.map(lambda o, m=mode: _decode(raw[o[0]:o[0] + o[1]], m), offs))
 
     def stack(arrays: list[np.ndarray]) -> Tensor:
         return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adain_core.adain import calc_mean_std, style_transfer
+from adain_core.adain import calc_mean_std, masked_mean_std, style_transfer
+from adain_core.backdrop import painted_weights
 from adain_core.color import after_pass, color_stats, match_palettes
 from adain_core.engine import BORDER
 from adain_core.networks import TAPS, Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
-from adain_core.vocabulary import UPSAMPLES
+from adain_core.vocabulary import BACKDROP_MODES, UPSAMPLES
 
 from .checkpoint import load_decoder_state
 from .config import TrainConfig
+from .data import CROP_TRIES, PAINTED_SHARE
 from .pack import read_pack
 from .profiling import StepProfiler
 
@@ -52,46 +55,84 @@ SPRINT_RECIPE: dict[str, float] = {
 SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
 
 
+def _window_shares(painted: Tensor, scale: Tensor, tx: Tensor, ty: Tensor, points: int = 8) -> Tensor:
+    """The painted share of candidate windows, from ``points`` × ``points`` samples of each.
+
+    Args:
+        painted: (B, 1, S, S) float in [0, 1].
+        scale, tx, ty: (T, B) window side (fraction of S) and centre (in [-1, 1]) of T candidates per image.
+
+    Returns:
+        (B, T) float in [0, 1].
+    """
+    tries, batch = scale.shape
+    theta = torch.zeros(tries * batch, 2, 3, device=painted.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = scale.flatten()
+    theta[:, 0, 2], theta[:, 1, 2] = tx.flatten(), ty.flatten()
+    grid = F.affine_grid(theta, [tries * batch, 1, points, points], align_corners=False)
+    grid = grid.view(tries, batch, points, points, 2).transpose(0, 1).reshape(batch, tries * points, points, 2)
+    samples = F.grid_sample(painted, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return samples.view(batch, tries, points * points).mean(dim=2)
+
+
 def random_crops(images: Tensor, batch: int, size: int, generator: torch.Generator,
                  min_scale: float = 0.6) -> Tensor:
     """Random resized crops with random horizontal flips, made on the images' device.
 
+    Paintings with a fourth (painted) channel (:class:`training.pack.Pack`) are cropped as ``adain-train train
+    --backdrop ignore`` crops them (:func:`training.data.random_crop`): the first of :data:`training.data.CROP_TRIES`
+    windows that is at least :data:`training.data.PAINTED_SHARE` painting, else the most painted one; a crop with no
+    painting at all counts as painting throughout.
+
     Args:
-        images: (N, 3, S, S) uint8 training images.
+        images: (N, C, S, S) uint8 training images, C = 3, or 4 with the painted channel (255 = painting).
         batch: number of crops.
         size: output side in px.
         generator: a generator on the images' device.
         min_scale: smallest crop side as a fraction of S (each crop's side is uniform in [min_scale, 1]·S).
 
     Returns:
-        (batch, 3, size, size) float32 in [0, 1].
+        (batch, C, size, size) float32 in [0, 1].
     """
     dev = images.device
+    tries = CROP_TRIES if images.shape[1] == 4 else 1
     idx = torch.randint(images.shape[0], (batch,), device=dev, generator=generator)
-    scale = torch.rand(batch, device=dev, generator=generator) * (1 - min_scale) + min_scale
-    tx = (torch.rand(batch, device=dev, generator=generator) * 2 - 1) * (1 - scale)
-    ty = (torch.rand(batch, device=dev, generator=generator) * 2 - 1) * (1 - scale)
+    scale = torch.rand(tries, batch, device=dev, generator=generator) * (1 - min_scale) + min_scale
+    tx = (torch.rand(tries, batch, device=dev, generator=generator) * 2 - 1) * (1 - scale)
+    ty = (torch.rand(tries, batch, device=dev, generator=generator) * 2 - 1) * (1 - scale)
     flip = torch.where(torch.rand(batch, device=dev, generator=generator) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(batch, 2, 3, device=dev)
-    theta[:, 0, 0], theta[:, 0, 2] = scale * flip, tx
-    theta[:, 1, 1], theta[:, 1, 2] = scale, ty
-    grid = F.affine_grid(theta, [batch, 3, size, size], align_corners=False)
     src = images[idx].float().div_(255.0)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False).clamp_(0, 1)
+    if tries > 1:
+        share = _window_shares(src[:, 3:], scale, tx, ty)
+        enough = share >= PAINTED_SHARE
+        pick = torch.where(enough.any(dim=1), enough.int().argmax(dim=1), share.argmax(dim=1))[None]
+        scale, tx, ty = (v.gather(0, pick) for v in (scale, tx, ty))
+    theta = torch.zeros(batch, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 0, 2] = scale[0] * flip, tx[0]
+    theta[:, 1, 1], theta[:, 1, 2] = scale[0], ty[0]
+    grid = F.affine_grid(theta, [batch, images.shape[1], size, size], align_corners=False)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False).clamp_(0, 1)
+    if tries > 1:
+        painted = out[:, 3:]
+        out[:, 3:] = torch.where(painted.amax(dim=(2, 3), keepdim=True) > 0, painted, torch.ones_like(painted))
+    return out
 
 
 @torch.no_grad()
 def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[Tensor], styles: list[Tensor],
-                    device: torch.device, amp_dtype: torch.dtype | None,
-                    palette: bool = False) -> tuple[list[list[Tensor]], list[float]]:
+                    device: torch.device, amp_dtype: torch.dtype | None, palette: bool = False,
+                    painted: list[Tensor | None] | None = None) -> tuple[list[list[Tensor]], list[float]]:
     """Stylise every content × style pair at α = 1 with the engine's one-pass method
     (:func:`adain_core.adain.style_transfer`; inputs padded by the engine's mirrored border and to a multiple of 8,
     outputs cropped and clamped; with
     ``palette``, then given the painting's RGB mean and covariance as the engine's palette colour mode does) and
-    decode each photo from its own features.
+    decode each photo from its own features. A painting's statistics and palette weigh its pixels by ``painted``,
+    as the engine's style card does.
 
     Args:
         contents, styles: (1, 3, H, W) float in [0, 1] each.
+        painted: per painting (1, 1, H, W) float in [0, 1] (0 on a flat backdrop) or ``None`` (every pixel alike);
+            ``None``: every painting whole.
 
     Returns:
         ``(outputs[c][s], reconstructions[c])``: (1, 3, H, W) float CPU tensors in [0, 1].
@@ -108,9 +149,16 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
         out = out[..., BORDER:BORDER + hw[0], BORDER:BORDER + hw[1]]
         return after_pass(mode, out, out).cpu()  # as the engine: palette mode maps the unclamped output
 
-    style_stats = [{t: [calc_mean_std(f)] for t, f in encode(pad_to_multiple(s.to(device))[0]).items()}
-                   for s in styles]
-    palettes = [[(*color_stats(s.cpu()), None)] for s in styles]
+    def stats(style: Tensor, weight: Tensor | None) -> dict[str, list[tuple[Tensor, Tensor]]]:
+        feats = encode(pad_to_multiple(style.to(device))[0])
+        if weight is None:
+            return {t: [calc_mean_std(f)] for t, f in feats.items()}
+        padded = pad_to_multiple(weight.to(device))[0]
+        return {t: [masked_mean_std(f, F.adaptive_avg_pool2d(padded, f.shape[-2:]))] for t, f in feats.items()}
+
+    weights = painted if painted is not None else [None] * len(styles)
+    style_stats = [stats(s, w) for s, w in zip(styles, weights)]
+    palettes = [[(*color_stats(s.cpu(), w), None)] for s, w in zip(styles, weights)]
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device), border=BORDER)
@@ -208,6 +256,10 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"box radius of that blur in px (default {int(r['luma_radius'])})")
     p.add_argument("--grid-weight", type=float, default=r["grid_weight"],
                    help=f"weight of the output's regular 2 and 4 px grid beyond a photo's (default {r['grid_weight']})")
+    p.add_argument("--backdrop", choices=BACKDROP_MODES, default=BACKDROP_MODES[0],
+                   help="ignore: a painting's flat backdrop is left out of its statistics, palette and colour term "
+                        "in training and evaluation, as the engine's style cards leave it out (needs a pack made "
+                        "with --painted 1); keep: the whole painting counts")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
                    help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
     p.add_argument("--raw-colour-weight", type=float, default=r["raw_colour_weight"],
@@ -248,6 +300,10 @@ def run_sprint(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     pack = read_pack(args.pack)
     m = pack.manifest
+    if args.backdrop == "ignore" and not pack.painted:
+        print(f"adain-train sprint: {args.pack} has no painted pixels (packed with --painted 0 or before 2026-12-06): "
+              "re-make it with adain-train pack, or pass --backdrop keep", file=sys.stderr)
+        return 2
     encoder_id = m["encoder"].get("encoder_id", "vgg16-hed-bsds500")
     encoder = build_encoder(ENCODERS.get(encoder_id, "vgg16"))
     encoder.load_state_dict(pack.encoder_state)
@@ -261,7 +317,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, colour_pixels=args.colour_pixels,
                       luma_weight=args.luma_weight, luma_radius=args.luma_radius, grid_weight=args.grid_weight,
-                      palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
+                      backdrop=args.backdrop, palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
                       lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)
@@ -273,7 +329,7 @@ def run_sprint(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    content, style = pack.content.to(dev), pack.style.to(dev)
+    content, style = pack.content.to(dev), pack.style[:, :4 if args.backdrop == "ignore" else 3].to(dev)
     gen = torch.Generator(device=dev).manual_seed(args.seed)
     precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.amp_dtype]
     print(f"sprint: {dev} ({precision}), pack "
@@ -353,10 +409,11 @@ def run_sprint(args: argparse.Namespace) -> int:
             return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False,
                                  antialias=scale < 1).clamp(0, 1) if scale != 1 else x
 
-        evalset = EvalSet(pack.eval_names[0], pack.eval_names[1], [resized(x) for x in pack.eval_content],
-                          [resized(x) for x in pack.eval_style])
+        paintings = [resized(x) for x in pack.eval_style]
+        evalset = EvalSet(pack.eval_names[0], pack.eval_names[1], [resized(x) for x in pack.eval_content], paintings,
+                          [painted_weights(x) for x in paintings] if args.backdrop == "ignore" else None)
         outputs, recon = decoder_outputs(trainer.encoder, trainer.decoder, evalset.contents, evalset.styles, dev,
-                                         trainer.amp_dtype, palette=bool(args.palette))
+                                         trainer.amp_dtype, palette=bool(args.palette), painted=evalset.painted)
 
         def enc_features(x: Tensor, taps: tuple[str, ...]) -> dict[str, Tensor]:
             return trainer.encoder(x.to(dev, memory_format=torch.channels_last), taps)

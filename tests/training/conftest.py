@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,21 @@ def _pattern(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     img = (img - img.min()) / (np.ptp(img) + 1e-6)
     img += rng.normal(0, 0.05, img.shape)
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def _portrait(rng: np.random.Generator, size: int = 96, figure: int = 40) -> np.ndarray:
+    """A painted square of ``figure`` px (random colours) centred on a flat white backdrop, (size, size, 3) uint8."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    lo = (size - figure) // 2
+    img[lo:lo + figure, lo:lo + figure] = rng.integers(20, 180, (figure, figure, 3), dtype=np.uint8)
+    return img
+
+
+@pytest.fixture(scope="session")
+def portrait() -> Callable[..., np.ndarray]:
+    """``portrait(rng, size=96, figure=40)``: a painted square of ``figure`` px centred on a flat white backdrop,
+    (size, size, 3) uint8."""
+    return _portrait
 
 
 @pytest.fixture(scope="session")

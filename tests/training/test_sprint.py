@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from training import cli
+from training.data import PAINTED_SHARE
 from training.pack import read_pack
 from training.sprint import random_crops
 
@@ -22,26 +25,59 @@ ABSENT_ON_GPU_MACHINE = ("kornia", "matplotlib", "tqdm", "platformdirs", "imagei
 
 
 @pytest.fixture(scope="module")
-def pack(image_dirs, tmp_path_factory) -> Path:
-    content, style = image_dirs
-    out = tmp_path_factory.mktemp("pack") / "pack"
+def paintings(image_dirs, portrait, tmp_path_factory) -> Path:
+    """The 5 pattern paintings and 2 portraits on a flat white backdrop (28 px figures on 64 px)."""
+    folder = tmp_path_factory.mktemp("paintings")
+    for p in image_dirs[1].iterdir():
+        (folder / p.name).write_bytes(p.read_bytes())
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        Image.fromarray(portrait(rng, 64, 28)).save(folder / f"portrait{i}.png")
+    return folder
+
+
+def _make_pack(out: Path, content: Path, style: Path, *args: str) -> Path:
     rc = cli.main(["pack", str(out), "--content", str(content), "--style", str(style), "--eval-content",
                    str(content), "--eval-style", str(style), "--encoder", "random-vgg16", "--side", "48",
-                   "--eval-side", "40", "--max-mb", "6.5", "--max-content", "4"])
+                   "--eval-side", "40", "--max-mb", "6.5", "--max-content", "4", *args])
     assert rc == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def pack(image_dirs, paintings, tmp_path_factory) -> Path:
+    return _make_pack(tmp_path_factory.mktemp("pack") / "pack", image_dirs[0], paintings)
 
 
 def test_pack_holds_what_the_manifest_says(pack):
     manifest = json.loads((pack / "manifest.json").read_text())
     assert sorted(p.name for p in pack.iterdir()) == ["encoder.safetensors", "images.bin", "manifest.json"]
-    assert manifest["counts"] == {"content": 4, "style": 5, "eval_content": 6, "eval_style": 5}
+    assert manifest["counts"] == {"content": 4, "style": 7, "eval_content": 6, "eval_style": 7}
     assert manifest["total_bytes"] == sum(p.stat().st_size for p in pack.iterdir()) <= 6.5e6
     loaded = read_pack(pack)
     assert loaded.content.shape == (4, 3, 48, 48) and loaded.content.dtype == torch.uint8
-    assert loaded.style.shape == (5, 3, 48, 48)
+    assert loaded.style.shape == (7, 4, 48, 48) and loaded.painted
     assert len(loaded.eval_content) == 6 and min(loaded.eval_content[0].shape[-2:]) == 40
+    assert loaded.eval_style[0].shape[1] == 3
     assert set(loaded.encoder_state) and all(v.dtype == torch.float32 for v in loaded.encoder_state.values())
+
+
+def test_pack_carries_each_paintings_painted_pixels(pack, image_dirs, paintings, tmp_path):
+    """A portrait's backdrop is alpha 0 with its white kept under it, its figure 255; a painting without a backdrop
+    is 255 throughout; ``--painted 0`` packs RGB paintings."""
+    loaded = read_pack(pack)
+    names = loaded.manifest["sets"]["style"]["names"]
+    for i, name in enumerate(names):
+        alpha, rgb = loaded.style[i, 3], loaded.style[i, :3]
+        if not name.startswith("portrait"):
+            assert bool((alpha == 255).all()), name
+            continue
+        figure = slice(16, 32)  # the 28 px figure at 18 of 64 px, scaled to 48: 21 px from 13.5
+        assert float((alpha == 0).float().mean()) == pytest.approx(1 - (21 / 48) ** 2, abs=0.05), name
+        assert bool((alpha[figure, figure] == 255).all()) and bool((alpha[:4] == 0).all())
+        assert int(rgb[:, :4].min()) >= 250  # the backdrop's own colour survives (WebP ``exact``)
+    plain = read_pack(_make_pack(tmp_path / "rgb", image_dirs[0], paintings, "--painted", "0"))
+    assert plain.style.shape == (7, 3, 48, 48) and not plain.painted
 
 
 def test_pack_refuses_a_budget_too_small_in_one_line(image_dirs, tmp_path, capsys):
@@ -74,6 +110,24 @@ def test_random_crops_are_seeded_sized_and_in_range():
     full = random_crops(images[:1], 1, 40, torch.Generator().manual_seed(0), min_scale=1.0)
     img = images[:1].float() / 255
     assert torch.allclose(full, img, atol=1e-4) or torch.allclose(full, img.flip(-1), atol=1e-4)
+
+
+def test_random_crops_of_paintings_with_a_backdrop_show_painting():
+    """With a painted channel each crop is at least ``PAINTED_SHARE`` painting where a window can be (the share
+    is that of the crop's own painted channel), and a painting that is all backdrop is all painting."""
+    images = torch.randint(0, 256, (3, 4, 64, 64), dtype=torch.uint8)
+    images[:, 3] = 0
+    images[0, 3, :, :24] = 255   # a strip at the left: many windows miss it
+    images[1, 3, 32:] = 255       # the lower half
+    gen = torch.Generator().manual_seed(0)
+    crops = random_crops(images[:2], 64, 32, gen, min_scale=0.5)
+    assert crops.shape == (64, 4, 32, 32) and 0 <= float(crops.min()) and float(crops.max()) <= 1
+    share = crops[:, 3].mean(dim=(1, 2))
+    assert float(share.min()) >= PAINTED_SHARE - 0.05, share
+    unguided = random_crops(images[:2, :3], 64, 32, torch.Generator().manual_seed(0), min_scale=0.5)
+    assert unguided.shape == (64, 3, 32, 32)
+    empty = random_crops(images[2:], 4, 32, gen)
+    assert bool((empty[:, 3] == 1).all())
 
 
 def _sprint(pack: Path, out: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -120,6 +174,7 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     assert engine.taps == (("relu3_1", "relu4_1") if skip == "1" else ("relu4_1",))
     assert engine.metadata["structure_taps"] == list(engine.taps)  # the skip run also trained relu3_1's structure
     assert engine.metadata["grid_weight"] == 2.0  # the recipe's grid term
+    assert engine.metadata["backdrop"] == "ignore"  # the paintings' backdrops left out, as the engine's cards do
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)
 
 
@@ -152,3 +207,17 @@ def test_a_second_call_continues_the_first_calls_decoder(pack, tmp_path):
     engine = adain_core.load(second / "decoder.safetensors", device="cpu", precision="fp32")
     assert engine.metadata["steps"] == start + 4 and engine.taps == ("relu3_1", "relu4_1")
     assert json.loads((second / "metrics.json").read_text())["summary"]["total_steps"] == start + 4
+
+
+def test_backdrop_ignore_needs_a_pack_with_painted_pixels(image_dirs, paintings, tmp_path, capsys):
+    """A pack made with ``--painted 0`` is refused in one line that says what to do; ``--backdrop keep`` trains
+    from it."""
+    rgb = _make_pack(tmp_path / "rgb", image_dirs[0], paintings, "--painted", "0")
+    rc = cli.main(["sprint", str(rgb), "--out", str(tmp_path / "refused"), "--device", "cpu", "--max-steps", "1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--backdrop keep" in err and str(rgb) in err
+    assert not (tmp_path / "refused" / "decoder.safetensors").exists()
+    _sprint(rgb, tmp_path / "kept", tmp_path, "--init", "default", "--max-steps", "1", "--no-eval", "--backdrop", "keep")
+    import adain_core
+
+    assert adain_core.load(tmp_path / "kept" / "decoder.safetensors", device="cpu").metadata["backdrop"] == "keep"

@@ -423,26 +423,18 @@ def test_skip_decoder_starts_as_the_plain_one_trains_exports_and_loads(image_dir
 
 
 # ------------------------------------------------------------------------------------------------ backdrop
-def _portrait(rng: np.random.Generator, size: int = 96, figure: int = 40) -> np.ndarray:
-    """A painted square of ``figure`` px (random colours) centred on a flat white backdrop, (size, size, 3) uint8."""
-    img = np.full((size, size, 3), 255, np.uint8)
-    lo = (size - figure) // 2
-    img[lo:lo + figure, lo:lo + figure] = rng.integers(20, 180, (figure, figure, 3), dtype=np.uint8)
-    return img
-
-
-def test_backdrop_ignore_gives_paintings_a_painted_channel_and_crops_that_show_painting(tmp_path):
+def test_backdrop_ignore_gives_paintings_a_painted_channel_and_crops_that_show_painting(tmp_path, portrait):
     from training.data import PAINTED_SHARE
 
     rng = np.random.default_rng(1)
-    Image.fromarray(_portrait(rng)).save(tmp_path / "portrait.png")
+    Image.fromarray(portrait(rng)).save(tmp_path / "portrait.png")
     Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(tmp_path / "plain.png")
     paths = scan_images([tmp_path], 32)
     source = ImageSource(paths, 96, 48, painted=True)
-    portrait, plain = (source.get(paths.index(tmp_path / n)) for n in ("portrait.png", "plain.png"))
-    assert portrait.shape == plain.shape == (96, 96, 4)
-    assert (portrait[..., 3] == 0).mean() == pytest.approx(1 - (40 / 96) ** 2, abs=0.02)
-    assert (portrait[28:68, 28:68, 3] == 255).all() and (plain[..., 3] == 255).all()
+    figure, plain = (source.get(paths.index(tmp_path / n)) for n in ("portrait.png", "plain.png"))
+    assert figure.shape == plain.shape == (96, 96, 4)
+    assert (figure[..., 3] == 0).mean() == pytest.approx(1 - (40 / 96) ** 2, abs=0.02)
+    assert (figure[28:68, 28:68, 3] == 255).all() and (plain[..., 3] == 255).all()
     ds = PairDataset(ImageSource(paths, 96, 48), source)
     for seed in range(20):
         content, style = ds[(0, paths.index(tmp_path / "portrait.png"), seed)]
@@ -476,12 +468,12 @@ def test_backdrop_is_left_out_of_the_paintings_statistics_palette_and_colours():
     assert bool((left_out < 0.2 * counted).all()), (left_out, counted)
 
 
-def test_backdrop_ignore_trains_records_its_setting_and_refuses_cached_crops(tiny_config, tmp_path):
+def test_backdrop_ignore_trains_records_its_setting_and_refuses_cached_crops(tiny_config, tmp_path, portrait):
     styles = tmp_path / "portraits"
     styles.mkdir()
     rng = np.random.default_rng(2)
     for i in range(3):
-        Image.fromarray(_portrait(rng, 64, 28)).save(styles / f"p{i}.png")
+        Image.fromarray(portrait(rng, 64, 28)).save(styles / f"p{i}.png")
     cfg = dataclasses.replace(tiny_config, style_dirs=[str(styles)], steps=2, palette=True, colour_weight=1.0,
                               colour_pixels=64, backdrop="ignore", sample_every=2)
     summary = Trainer(cfg).run()

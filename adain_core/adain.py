@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 from typing import Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["calc_mean_std", "masked_mean_std", "adain", "blend_alpha", "AdaIN", "Stats", "Masks", "region_stats",
+__all__ = ["calc_mean_std", "masked_mean_std", "tap_stats", "adain", "blend_alpha", "AdaIN", "Stats", "Masks", "region_stats",
            "adain_target", "adain_targets", "StreamingStats", "style_transfer"]
 
 #: Channel statistics of each style region: ``(mean, std)`` pairs, each (B|1, C, 1, 1).
@@ -66,6 +67,18 @@ def masked_mean_std(feat: Tensor, weight: Tensor, eps: float = 1e-5) -> tuple[Te
         full_mean, full_std = calc_mean_std(x, eps)
         mean, std = torch.where(empty, full_mean, mean), torch.where(empty, full_std, std)
     return mean, std
+
+
+def tap_stats(feats: dict[str, Tensor], weight: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+    """tap → (B, C, h, w) features ⇒ tap → their channel ``(mean, std)``, each (B, C, 1, 1), float32 at least.
+
+    ``weight``: (B, 1, H, W) ≥ 0 at the image's pixel size (a style's painted pixels,
+    :func:`adain_core.backdrop.painted_weights`), area-averaged onto each tap's grid; ``None``: every position alike.
+    """
+    if weight is None:
+        return {t: calc_mean_std(f) for t, f in feats.items()}
+    return {t: masked_mean_std(f, F.adaptive_avg_pool2d(weight.float(), f.shape[-2:]).to(f.device))
+            for t, f in feats.items()}
 
 
 def adain(

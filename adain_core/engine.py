@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .adain import Masks, Stats, StreamingStats, adain_targets, calc_mean_std, masked_mean_std, style_transfer
+from .adain import Masks, Stats, StreamingStats, adain_targets, style_transfer, tap_stats
 from .backdrop import painted_weights
 from .cards import StyleCard
 from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fits_raw_output, palette_target,
@@ -224,9 +223,7 @@ class Engine:
         padded, _ = pad_to_multiple(x)
         feats = self.features(padded, taps)
         weight = None if painted is None else pad_to_multiple(painted.float()[None, None] / 255)[0]
-        stats = {t: calc_mean_std(f) if weight is None else
-                 masked_mean_std(f, F.adaptive_avg_pool2d(weight, f.shape[-2:]).to(f.device)) for t, f in feats.items()}
-        return feats, stats, weight
+        return feats, tap_stats(feats, weight), weight
 
     def _style_stats(self, x: Tensor, taps: tuple[str, ...],
                      painted: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:

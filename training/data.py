@@ -29,6 +29,7 @@ __all__ = [
     "PairSampler",
     "make_loader",
     "to_tensor",
+    "painted_alpha",
     "random_crop",
     "mix_seed",
     "PAINTED_SHARE",
@@ -101,6 +102,13 @@ def to_tensor(array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(array, order="C")).permute(2, 0, 1).float().div_(255.0)
 
 
+def painted_alpha(rgb: np.ndarray) -> np.ndarray | None:
+    """(H, W, 3) uint8 image → (H, W) uint8: how much each pixel belongs to the painting (255 = fully, 0 on a flat
+    backdrop; :func:`adain_core.backdrop.painted_weights`), or ``None`` when the image has no backdrop."""
+    weights = painted_weights(to_tensor(rgb)[None])
+    return None if weights is None else (weights[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+
+
 class ImageSource:
     """A list of image files, decoded to RGB and resized on demand (optionally cached in memory).
 
@@ -144,10 +152,8 @@ class ImageSource:
             return None
         if not self.painted:
             return arr
-        weights = painted_weights(to_tensor(arr)[None])
-        alpha = np.full(arr.shape[:2], 255, np.uint8) if weights is None else \
-            (weights[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
-        return np.dstack([arr, alpha])
+        alpha = painted_alpha(arr)
+        return np.dstack([arr, np.full(arr.shape[:2], 255, np.uint8) if alpha is None else alpha])
 
     def get(self, index: int) -> np.ndarray:
         """The resized (H, W, 3) uint8 image at ``index`` ((H, W, 4) with ``painted``), or the next good one if

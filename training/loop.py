@@ -24,7 +24,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adain_core.adain import adain, calc_mean_std
+from adain_core.adain import adain, calc_mean_std, tap_stats
 from adain_core.networks import TAPS, Encoder, build_decoder, build_encoder, decoder_inputs
 from adain_core.store import ENCODERS, load_encoder
 
@@ -33,7 +33,7 @@ from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
 from .losses import (AdaINLoss, LossWeights, grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
-                     sliced_wasserstein, structure_loss, style_stats, unit_directions)
+                     sliced_wasserstein, structure_loss, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -289,7 +289,7 @@ class Trainer:
                     fc = {t: v.float() for t, v in self.encoder(content, TAPS if k else self.content_taps).items()}
                     if not warm:
                         fs = {t: v.float() for t, v in self.encoder(style, TAPS).items()}
-                    s_stats = style_stats(fs, painted)
+                    s_stats = tap_stats(fs, painted)
                 targets = {t: fc[t] if warm else adain(fc[t], *s_stats[t]) for t in self.decoder.taps}
                 target = targets["relu4_1"]
             if k:  # one decoder pass: the AdaIN targets, then the photos' and paintings' own features

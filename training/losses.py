@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from adain_core.adain import calc_mean_std, masked_mean_std
+from adain_core.adain import calc_mean_std
 from adain_core.color import color_stats
 from adain_core.networks import TAPS
 from adain_core.upsample import box_filter, luma
 
-__all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "style_stats", "AdaINLoss",
+__all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "AdaINLoss",
            "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour", "raw_colour_loss", "luma_loss",
            "grid_ratios", "grid_loss"]
 
@@ -107,7 +107,7 @@ def grid_loss(out: Tensor) -> Tensor:
 def style_loss_per_layer(out_feats: dict[str, Tensor],
                          style_stats: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
     """Per tap: MSE of channel means + MSE of channel stds between the decoded image's features ``(B, C, h, w)``
-    and the style's statistics ``(mean, std)``, each (B, C, 1, 1) (:func:`style_stats` of the style features)."""
+    and the style's statistics ``(mean, std)``, each (B, C, 1, 1) (:func:`adain_core.adain.tap_stats` of the style features)."""
     losses = {}
     for tap, out in out_feats.items():
         om, osd = calc_mean_std(out)
@@ -116,24 +116,12 @@ def style_loss_per_layer(out_feats: dict[str, Tensor],
     return losses
 
 
-def style_stats(style_feats: dict[str, Tensor], painted: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
-    """tap → (B, C, h, w) style features ⇒ tap → their channel ``(mean, std)``, each (B, C, 1, 1) float32.
-
-    ``painted``: (B, 1, H, W) in [0, 1] at the paintings' pixel size, how much each pixel belongs to the painting
-    (0 on a flat backdrop, :func:`adain_core.backdrop.painted_weights`), area-averaged to each tap's grid as the
-    engine does for a style card; ``None``: every position alike."""
-    if painted is None:
-        return {tap: calc_mean_std(f) for tap, f in style_feats.items()}
-    return {tap: masked_mean_std(f, F.adaptive_avg_pool2d(painted.float(), f.shape[-2:]))
-            for tap, f in style_feats.items()}
-
-
 class AdaINLoss(nn.Module):
     """The paper's loss as a module with its weights as configuration.
 
     ``forward(out_feats, target, style)`` returns ``(total, parts)`` where ``parts`` holds the detached,
     *weighted* terms (``content``, ``style``, ``style/<tap>``) as floats-in-tensors for logging; ``style`` is the
-    style's per-tap channel statistics (:func:`style_stats`). With ``style=None`` only the content term is used
+    style's per-tap channel statistics (:func:`adain_core.adain.tap_stats`). With ``style=None`` only the content term is used
     (the reconstruction warm-up).
     """
 

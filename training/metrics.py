@@ -16,7 +16,7 @@ from torch import Tensor
 
 import torch.nn.functional as F
 
-from adain_core.adain import calc_mean_std, masked_mean_std
+from adain_core.adain import tap_stats
 from adain_core.networks import TAPS
 
 from .losses import grid_ratios, luma_loss, sliced_wasserstein, unit_directions
@@ -42,7 +42,7 @@ def feature_stats(features: dict[str, Tensor], weight: Tensor | None = None) -> 
     weighted by ``weight`` (see the module docstring; ``None``: equally)."""
     out = {}
     for tap, f in features.items():
-        m, s = calc_mean_std(f.float()) if weight is None else masked_mean_std(f.float(), _at(weight, f))
+        m, s = tap_stats({tap: f.float()}, weight)[tap]
         out[tap] = (m.flatten(), s.flatten())
     return out
 

@@ -31,9 +31,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from adain_core.backdrop import painted_weights
-
-from .data import scan_images, to_tensor
+from .data import painted_alpha, scan_images
 
 __all__ = ["PACK_FORMAT", "MAX_MB", "PackSettings", "make_pack", "read_pack", "Pack", "encode_square", "encode_shorter",
            "encode_painting"]
@@ -99,9 +97,8 @@ def encode_painting(path: Path, side: int, quality: int) -> bytes:
     backdrop stays RGB."""
     im = _resized(path, side, square=False)
     rgb = np.asarray(im)
-    weights = painted_weights(to_tensor(rgb)[None])
-    if weights is not None:
-        alpha = (weights[0, 0].numpy() * 255 + 0.5).astype(np.uint8)
+    alpha = painted_alpha(rgb)
+    if alpha is not None:
         im = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
     x, y = (im.width - side) // 2, (im.height - side) // 2
     return _webp(im.crop((x, y, x + side, y + side)), quality)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adain_core.adain import calc_mean_std, masked_mean_std, style_transfer
+from adain_core.adain import style_transfer, tap_stats
 from adain_core.backdrop import painted_weights
 from adain_core.color import after_pass, color_stats, match_palettes
 from adain_core.engine import BORDER
@@ -151,10 +151,8 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
 
     def stats(style: Tensor, weight: Tensor | None) -> dict[str, list[tuple[Tensor, Tensor]]]:
         feats = encode(pad_to_multiple(style.to(device))[0])
-        if weight is None:
-            return {t: [calc_mean_std(f)] for t, f in feats.items()}
-        padded = pad_to_multiple(weight.to(device))[0]
-        return {t: [masked_mean_std(f, F.adaptive_avg_pool2d(padded, f.shape[-2:]))] for t, f in feats.items()}
+        padded = None if weight is None else pad_to_multiple(weight.to(device))[0]
+        return {t: [ms] for t, ms in tap_stats(feats, padded).items()}
 
     weights = painted if painted is not None else [None] * len(styles)
     style_stats = [stats(s, w) for s, w in zip(styles, weights)]

@@ -100,6 +100,21 @@ def test_masked_mean_std_soft_weights_and_empty_mask() -> None:
     torch.testing.assert_close(s0, fs)
 
 
+def test_tap_stats_weigh_each_tap_by_the_pixel_weights_on_its_grid() -> None:
+    from adain_core.adain import tap_stats
+
+    painted = torch.zeros(2, 1, 16, 16)
+    painted[..., :, :8] = 1  # the left half of the image is the painting, the right half a backdrop
+    feats = {"relu1_1": _feat(2, 4, 16, 16, seed=9), "relu2_1": _feat(2, 4, 8, 8, seed=10)}
+    for tap, (mean, std) in tap_stats(feats, painted).items():
+        half = feats[tap][..., :, : feats[tap].shape[-1] // 2]
+        for got, want in zip((mean, std), calc_mean_std(half)):
+            torch.testing.assert_close(got, want)
+    for tap, (mean, std) in tap_stats(feats).items():
+        for got, want in zip((mean, std), calc_mean_std(feats[tap])):
+            torch.testing.assert_close(got, want)
+
+
 def test_mixing_identity(card_a, card_b) -> None:
     """AdaIN is affine in (σ, μ): the mixed card's target equals the weighted sum of single-style targets."""
     f = _feat(1, card_a.mean.numel(), 4, 5, seed=9)

@@ -442,21 +442,15 @@ def test_backdrop_ignore_gives_paintings_a_painted_channel_and_crops_that_show_p
         assert float(style[3].mean()) >= PAINTED_SHARE
 
 
-def test_backdrop_is_left_out_of_the_paintings_statistics_palette_and_colours():
-    from adain_core.adain import calc_mean_std
+def test_backdrop_is_left_out_of_the_paintings_palette_and_colours():
     from adain_core.color import color_stats
-    from training.losses import palette_recolour, sliced_wasserstein, style_stats, unit_directions
+    from training.losses import palette_recolour, sliced_wasserstein, unit_directions
 
     gen = torch.Generator().manual_seed(0)
     painted = torch.zeros(2, 1, 16, 16)
     painted[..., :, :8] = 1  # the left half is the painting, the right half a white backdrop
     style = torch.rand(2, 3, 16, 16, generator=gen) * 0.6
     style[..., :, 8:] = 1.0
-    feats = {"relu1_1": torch.randn(2, 4, 16, 16, generator=gen), "relu2_1": torch.randn(2, 4, 8, 8, generator=gen)}
-    for tap, (mean, std) in style_stats(feats, painted).items():
-        half = feats[tap][..., :, : feats[tap].shape[-1] // 2]
-        for got, want in zip((mean, std), calc_mean_std(half)):
-            torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     out = torch.rand(2, 3, 12, 12, generator=gen)
     figure = style[..., :, :8]
     recoloured = palette_recolour(out, style, painted)

@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["calc_mean_std", "masked_mean_std", "tap_stats", "adain", "blend_alpha", "AdaIN", "Stats", "Masks", "region_stats",
-           "adain_target", "adain_targets", "StreamingStats", "style_transfer"]
+__all__ = ["calc_mean_std", "masked_mean_std", "tap_stats", "adain", "blend_alpha", "AdaIN", "Stats", "Masks",
+           "region_stats", "adain_target", "adain_targets", "StreamingStats", "style_transfer"]
 
 #: Channel statistics of each style region: ``(mean, std)`` pairs, each (B|1, C, 1, 1).
 Stats = list[tuple[Tensor, Tensor]]

@@ -107,7 +107,8 @@ def grid_loss(out: Tensor) -> Tensor:
 def style_loss_per_layer(out_feats: dict[str, Tensor],
                          style_stats: dict[str, tuple[Tensor, Tensor]]) -> dict[str, Tensor]:
     """Per tap: MSE of channel means + MSE of channel stds between the decoded image's features ``(B, C, h, w)``
-    and the style's statistics ``(mean, std)``, each (B, C, 1, 1) (:func:`adain_core.adain.tap_stats` of the style features)."""
+    and the style's statistics ``(mean, std)``, each (B, C, 1, 1) (:func:`adain_core.adain.tap_stats` of the style
+    features)."""
     losses = {}
     for tap, out in out_feats.items():
         om, osd = calc_mean_std(out)
@@ -121,8 +122,8 @@ class AdaINLoss(nn.Module):
 
     ``forward(out_feats, target, style)`` returns ``(total, parts)`` where ``parts`` holds the detached,
     *weighted* terms (``content``, ``style``, ``style/<tap>``) as floats-in-tensors for logging; ``style`` is the
-    style's per-tap channel statistics (:func:`adain_core.adain.tap_stats`). With ``style=None`` only the content term is used
-    (the reconstruction warm-up).
+    style's per-tap channel statistics (:func:`adain_core.adain.tap_stats`). With ``style=None`` only the content term
+    is used (the reconstruction warm-up).
     """
 
     def __init__(self, weights: LossWeights) -> None:

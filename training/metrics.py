@@ -40,11 +40,8 @@ def _at(weight: Tensor, feat: Tensor) -> Tensor:
 def feature_stats(features: dict[str, Tensor], weight: Tensor | None = None) -> Stats:
     """Channel means and stds (each (C,), float32) of single-image features (1, C, h, w) per tap, the pixels
     weighted by ``weight`` (see the module docstring; ``None``: equally)."""
-    out = {}
-    for tap, f in features.items():
-        m, s = tap_stats({tap: f.float()}, weight)[tap]
-        out[tap] = (m.flatten(), s.flatten())
-    return out
+    stats = tap_stats({tap: f.float() for tap, f in features.items()}, weight)
+    return {tap: (m.flatten(), s.flatten()) for tap, (m, s) in stats.items()}
 
 
 def stat_gap(a: Stats, style: Stats) -> float:

@@ -7,6 +7,7 @@ import torch
 
 from adain_core.images import pil_to_tensor
 from adain_core import AdaIN, adain, blend_alpha, calc_mean_std, masked_mean_std, mix
+from adain_core.adain import tap_stats
 
 
 def _feat(*shape: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -101,8 +102,6 @@ def test_masked_mean_std_soft_weights_and_empty_mask() -> None:
 
 
 def test_tap_stats_weigh_each_tap_by_the_pixel_weights_on_its_grid() -> None:
-    from adain_core.adain import tap_stats
-
     painted = torch.zeros(2, 1, 16, 16)
     painted[..., :, :8] = 1  # the left half of the image is the painting, the right half a backdrop
     feats = {"relu1_1": _feat(2, 4, 16, 16, seed=9), "relu2_1": _feat(2, 4, 8, 8, seed=10)}

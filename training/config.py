@@ -24,6 +24,9 @@ LAMBDA_PRESETS: dict[str, float] = {
 LAYER_WEIGHT_PRESETS: dict[str, tuple[dict[str, float], float]] = {
     "paper": ({"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0}, 1.0),
     "hed-std": ({"relu1_1": 1 / 676, "relu2_1": 1 / 625, "relu3_1": 1 / 144, "relu4_1": 1 / 32}, 1 / 32),
+    # "hed-std" with the three shallow style terms doubled: they carry a painting's strokes and local colour (and
+    # evaluate's spread reads them), yet under "hed-std" they end a long run smaller than relu4_1's term.
+    "hed-std-shallow": ({"relu1_1": 2 / 676, "relu2_1": 2 / 625, "relu3_1": 2 / 144, "relu4_1": 1 / 32}, 1 / 32),
 }
 
 

@@ -17,12 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
+from adain_core.adain import tap_stats
 from training import cli
-from training.config import resolve_lambda
+from training.config import TrainConfig, resolve_lambda
 from training.data import ImageSource, PairDataset, PairSampler, scan_images
 from training.metrics import content_corr, feature_stats, psnr, stat_gap, style_gap_ratio
 from training.evaluate import METRICS, REFERENCES
 from training.loop import Trainer, make_encoder
+from training.losses import AdaINLoss, LossWeights
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,6 +89,27 @@ def test_lambda_presets():
     assert resolve_lambda("2.5") == 2.5
     with pytest.raises(ValueError):
         resolve_lambda("nope")
+
+
+def test_shallow_layer_preset_doubles_the_shallow_style_terms_only():
+    g = torch.Generator().manual_seed(0)
+    feats = {t: torch.rand(1, c, 8, 8, generator=g) for t, c in
+             [("relu1_1", 4), ("relu2_1", 5), ("relu3_1", 6), ("relu4_1", 7)]}
+    style = tap_stats({t: torch.rand(f.shape, generator=g) for t, f in feats.items()})
+    target = torch.rand(feats["relu4_1"].shape, generator=g)
+
+    def parts(preset: str) -> dict[str, float]:
+        layers, content = TrainConfig(layer_weights=preset).loss_weights()
+        loss = AdaINLoss(LossWeights(style_weight=1.0, layers=layers, content_weight=content))
+        return {k: float(v) for k, v in loss(feats, target, style)[1].items()}
+
+    base, shallow = parts("hed-std"), parts("hed-std-shallow")
+    for tap in ("relu1_1", "relu2_1", "relu3_1"):
+        assert shallow[f"style/{tap}"] == pytest.approx(2 * base[f"style/{tap}"])
+    assert shallow["style/relu4_1"] == pytest.approx(base["style/relu4_1"])
+    assert shallow["content"] == pytest.approx(base["content"])
+    with pytest.raises(ValueError, match="nope"):
+        TrainConfig(layer_weights="nope").loss_weights()
 
 
 # ----------------------------------------------------------------------------------------------------- loop

@@ -94,6 +94,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="> 0: the colour term compares a random sample of this many pixels of each image, drawn anew "
                         "each step (4096 of a 128 px crop's 16384: its sort, a fifth of a CPU step, a quarter as "
                         "long); default 0: all pixels")
+    p.add_argument("--tone-weight", type=float, default=S,
+                   help="weight of the Wasserstein distance between the luma distributions of output and painting "
+                        "(the painting's spread of lights and darks, which the palette leaves free; the same pixel "
+                        "sample as the colour term; default 0)")
     p.add_argument("--luma-weight", type=float, default=S,
                    help="weight of 2·(1 − r), r the correlation of the box-blurred luma of output and photo: keeps the "
                         "photo's layout of light and dark (no wide dark halo), leaves texture and palette free "

@@ -80,6 +80,7 @@ class TrainConfig:
     structure_taps: list[str] = field(default_factory=lambda: ["relu4_1"])  # taps of that term, summed
     colour_weight: float = 0.0   # sliced Wasserstein distance between output and painting RGB distributions
     colour_pixels: int = 0       # > 0: that term compares a random sample of this many pixels per image (0 = all)
+    tone_weight: float = 0.0     # Wasserstein distance between output and painting luma distributions
     luma_weight: float = 0.0     # 2·(1 − r) of the box-blurred luma, output vs photo (the photo's light/dark layout)
     luma_radius: int = 4         # that blur's box radius in px
     grid_weight: float = 0.0     # max(0, r − 1), r the output's luma power at 2 and 4 px periods over its neighbours'

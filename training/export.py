@@ -54,6 +54,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "structure_taps": list(cfg.structure_taps),
             "colour_weight": cfg.colour_weight,
             "colour_pixels": cfg.colour_pixels,
+            "tone_weight": cfg.tone_weight,
             "luma_weight": cfg.luma_weight,
             "luma_radius": cfg.luma_radius,
             "grid_weight": cfg.grid_weight,

@@ -33,7 +33,7 @@ from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
 from .losses import (AdaINLoss, LossWeights, grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
-                     sliced_wasserstein, structure_loss, unit_directions)
+                     sliced_wasserstein, structure_loss, tone_loss, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -343,7 +343,7 @@ class Trainer:
                   style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None,
                   painted: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
-        content and style terms, the structure, colour, luma and grid terms, each as configured.
+        content and style terms, the structure, colour, tone, luma and grid terms, each as configured.
 
         Args:
             out: (B, 3, S, S) float, the images to score (decoded, or any pixels), already given the painting's
@@ -352,14 +352,14 @@ class Trainer:
             content_feats: the photos' features at :attr:`content_taps`.
             target: (B, 512, S/8, S/8) the AdaIN target.
             style_stats: the paintings' channel statistics, tap → (mean, std) each (B, C, 1, 1).
-            style: (B, 3, S', S') float in [0, 1], the paintings (for the colour term).
+            style: (B, 3, S', S') float in [0, 1], the paintings (for the colour and tone terms).
             photo: (B, 3, S, S) float in [0, 1], the photos (needed by the luma term only).
-            painted: (B, 1, S', S') in [0, 1], how much each painting pixel counts in the colour term (0 on a flat
-                backdrop), or ``None``: every pixel.
+            painted: (B, 1, S', S') in [0, 1], how much each painting pixel counts in the colour and tone terms (0 on
+                a flat backdrop), or ``None``: every pixel.
 
         Returns:
             ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
-            ``style/<tap>``, ``structure``, ``colour``, ``luma``, ``grid``).
+            ``style/<tap>``, ``structure``, ``colour``, ``tone``, ``luma``, ``grid``).
 
         Raises:
             ValueError: the recipe has a luma term and ``photo`` is missing.
@@ -377,6 +377,10 @@ class Trainer:
                                                             painted).mean()
             parts["colour"] = colour.detach()
             loss = loss + colour
+        if cfg.tone_weight > 0:
+            tone = cfg.tone_weight * tone_loss(out, style, cfg.colour_pixels, self.step, painted).mean()
+            parts["tone"] = tone.detach()
+            loss = loss + tone
         if cfg.luma_weight > 0:
             if photo is None:
                 raise ValueError("the luma term needs the photos' pixels")

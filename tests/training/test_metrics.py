@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from adain_core.networks import TAPS
+from adain_core.upsample import luma
 from training.losses import (grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
-                             sliced_wasserstein, unit_directions)
+                             sliced_wasserstein, tone_loss, unit_directions)
 from training.loop import make_encoder
 from training.metrics import (colour_gap_ratio, feature_stats, gram_gap_ratio, grid_ratio, layout_corr, spread,
                               style_gap_ratio, style_vector)
@@ -182,6 +183,20 @@ def test_identity_loss_is_zero_for_a_perfect_reconstruction(features):
     assert float(pix) == 0 and float(feat) == 0
     pix, feat = identity_loss(img * 0.5, img, features(img * 0.5), f, layers, 10.0, 1.0)
     assert float(pix) > 0 and float(feat) > 0
+
+
+def test_tone_loss_measures_the_spread_of_lights_and_darks_not_the_hues():
+    """The tone term compares luma distributions: the grey image of a painting's own luma costs nothing, a
+    brightness shift of δ costs δ, and flattening the contrast costs more than nothing; the sizes may differ."""
+    gen = torch.Generator().manual_seed(0)
+    style = torch.rand(2, 3, 24, 24, generator=gen) * 0.5 + 0.25
+    grey = luma(style).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(tone_loss(grey, style), torch.zeros(2), atol=1e-6, rtol=0)
+    torch.testing.assert_close(tone_loss(style + 0.1, style), torch.full((2,), 0.1), atol=1e-5, rtol=0)
+    flat = (style - 0.5) * 0.5 + 0.5
+    assert bool((tone_loss(flat, style) > 0.02).all())
+    small = F.interpolate(style, size=(12, 12), mode="nearest")
+    assert bool((tone_loss(small, style) < 0.02).all())
 
 
 def test_raw_colour_loss_moves_the_raw_output_without_changing_the_palette_image():

@@ -283,12 +283,12 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     content, style = image_dirs
     run = tmp_path / "run"
     assert _cli_train(image_dirs, run, "--steps", "2", "--lambda", "strong", "--colour-weight", "1",
-                      "--colour-pixels", "64", "--grid-weight", "0.5") == 0
+                      "--colour-pixels", "64", "--grid-weight", "0.5", "--tone-weight", "2") == 0
     state = torch.load(run / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2 and state["config"]["style_weight"] == 30.0
     assert state["config"]["colour_pixels"] == 64 and state["config"]["grid_weight"] == 0.5
     logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert all(entry["grid"] >= 0 for entry in logged if "loss" in entry)
+    assert all(entry["grid"] >= 0 and entry["tone"] >= 0 for entry in logged if "loss" in entry)
 
     # evaluate a checkpoint and a model file side by side on 2 × 2 tiny pairs
     eval_c, eval_s = tmp_path / "ec", tmp_path / "es"
@@ -326,6 +326,7 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     meta = engine.metadata
     assert meta["steps"] == 2 and meta["style_weight"] == 30.0 and meta["name"] == "tiny"
     assert meta["colour_weight"] == 1.0 and meta["colour_pixels"] == 64 and meta["grid_weight"] == 0.5
+    assert meta["tone_weight"] == 2.0
     assert meta["layer_weights_preset"] == "hed-std" and meta["layer_weights"]["relu4_1"] == 1 / 32
     assert meta["images"] == {"content": 6, "style": 5} and len(meta["data_manifest_sha256"]) == 64
     assert meta["eval"]["style_gap_ratio"] == pytest.approx(means["style_gap_ratio"])

@@ -1,8 +1,8 @@
 """The AdaIN paper's training loss (content at relu4_1 against the AdaIN target + channel-statistics style loss),
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
 photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), a
-low-pass luma term (the photo's layout of light and dark), a grid term (no regular 2 and 4 px pattern), and the
-engine's palette colour mode as a step before the losses."""
+tone term (the same between luma distributions), a low-pass luma term (the photo's layout of light and dark), a
+grid term (no regular 2 and 4 px pattern), and the engine's palette colour mode as a step before the losses."""
 
 from __future__ import annotations
 

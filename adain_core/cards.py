@@ -17,6 +17,7 @@ from torch import Tensor
 from .color import mixture_stats
 from .errors import CardError, ValueRangeError
 from .store import save_safetensors_atomic
+from .tone import mixture_tones
 from .validate import check_stats, check_uint8_image, check_weights
 from .vocabulary import CARD_SUFFIX
 
@@ -76,10 +77,23 @@ class StyleCard:
         Raises:
             CardError: the card carries no style pixels (a stripped card).
         """
+        self._need_pixels()
+        return mixture_stats(self.pixels, self.weights, self.painted or None)
+
+    def tones(self) -> Tensor:
+        """The luma quantiles (K,) float64 in [0, 1] of the card's paintings pooled by their weights, at
+        :data:`adain_core.tone.TONE_KNOTS` points: where the palette colour mode's tone curve aims.
+
+        Raises:
+            CardError: the card carries no style pixels (a stripped card).
+        """
+        self._need_pixels()
+        return mixture_tones(self.pixels, self.weights, self.painted or None)
+
+    def _need_pixels(self) -> None:
         if not self.has_pixels:
             raise CardError(f"style card {self.name!r} carries no style pixels; the palette colour mode needs a card "
                             f"made by encode_style (or a mix of such cards)")
-        return mixture_stats(self.pixels, self.weights, self.painted or None)
 
     def check(self, source: object | None = None) -> StyleCard:
         """Validate the statistics and pictures (see :func:`adain_core.validate.check_stats`); returns the card.

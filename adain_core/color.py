@@ -1,5 +1,5 @@
 """Colour modes around the network: CORAL mean/covariance transfer towards the content (``preserve``) or towards
-the painting (``palette``), and luminance-only stylisation that keeps the content's chroma (``luminance``, in YUV
+the painting (``palette``, followed by a tone curve towards the painting's luma quantiles: :mod:`adain_core.tone`), and luminance-only stylisation that keeps the content's chroma (``luminance``, in YUV
 via kornia)."""
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ValueRangeError
+from .tone import apply_tone, tone_curve
 from .vocabulary import COLOR_MODES
 
 __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
-           "match_colors", "palette_target", "fit_palettes", "apply_palettes", "match_palettes", "keep_chroma",
+           "match_colors", "palette_target", "fit_palettes", "fit_tones", "apply_palettes", "match_palettes", "keep_chroma",
            "recolor_styles", "fits_raw_output", "after_pass", "after_image"]
 
 #: A region's target colours: RGB mean (B|1, 3) or (3,), covariance (B|1, 3, 3) or (3, 3), and where it applies
@@ -219,22 +220,54 @@ def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1
             for weight in _region_weights(palettes, tuple(image.shape[-2:]), image.device)]
 
 
-def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tuple[Tensor, Tensor]]) -> Tensor:
+def fit_tones(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tuple[Tensor, Tensor]],
+              targets: Sequence[Tensor], max_pixels: int = 1 << 20) -> list[tuple[Tensor, Tensor]]:
+    """Each region's tone curve (:func:`adain_core.tone.tone_curve`): fitted to the region's pixels of the result
+    after its affine map (``fits``, clamped to [0, 1]) and aimed at the region's target luma quantiles; fitted
+    apart from :func:`apply_palettes` so that frames can smooth the curves. Runs on ``image``'s device.
+
+    Args:
+        image: (B, 3, H, W) float, a stylised result (unclamped: see :func:`fits_raw_output`).
+        palettes: one :data:`Palette` per region.
+        fits: per region ``(mean, cov)`` as :func:`fit_palettes` returns (possibly smoothed over frames).
+        targets: per region (B|1, K) luma quantiles (:func:`adain_core.tone.tone_target`).
+        max_pixels: the curves use an evenly strided subset of at most this many pixels per image.
+
+    Returns:
+        Per region the curve's knots ``(x, y)``, (B, K) float64 each.
+    """
+    b = image.shape[0]
+    flat = image.float().reshape(b, 3, -1)
+    step = max(1, flat.shape[2] // max_pixels)
+    sample = flat[:, :, ::step].reshape(b, 3, 1, -1)
+    weights = _region_weights(palettes, tuple(image.shape[-2:]), image.device)
+    return [tone_curve(_recolour(sample, target, fit).clamp(0, 1).reshape(b, 3, -1), goal,
+                       None if weight is None else weight.reshape(weight.shape[0], 1, -1)[:, :, ::step])
+            for target, fit, weight, goal in zip(palettes, fits, weights, targets)]
+
+
+def apply_palettes(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tuple[Tensor, Tensor]],
+                   curves: Sequence[tuple[Tensor, Tensor]] | None = None) -> Tensor:
     """Give each region of a result its target colours (``palette`` colour mode): the affine map taking the region's
-    fitted statistics (:func:`fit_palettes`) to its target, applied to the whole image and blended by the regions'
-    weights. Where the weights sum to less than 1 the image is kept in part (as the engine keeps the content
-    there); where they sum to more they are normalised. Runs on ``image``'s device.
+    fitted statistics (:func:`fit_palettes`) to its target, then the region's tone curve (:func:`fit_tones`),
+    applied to the whole image and blended by the regions' weights. Where the weights sum to less than 1 the image
+    is kept in part (as the engine keeps the content there); where they sum to more they are normalised. Runs on
+    ``image``'s device.
 
     Args:
         image: (B, 3, H, W) float (unclamped: see :func:`fits_raw_output`).
         palettes: one :data:`Palette` per region.
         fits: per region ``(mean, cov)`` as :func:`fit_palettes` returns (possibly smoothed over frames).
+        curves: per region ``(x, y)`` as :func:`fit_tones` returns (possibly smoothed), or ``None``: the affine
+            maps alone.
 
     Returns:
         (B, 3, H, W) float32 in [0, 1].
     """
     weights = _region_weights(palettes, tuple(image.shape[-2:]), image.device)
     maps = [_recolour(image, target, fit) for target, fit in zip(palettes, fits)]
+    if curves is not None:
+        maps = [apply_tone(recoloured.clamp(0, 1), curve) for recoloured, curve in zip(maps, curves)]
     if len(maps) == 1 and weights[0] is None:  # one painting everywhere: the map alone
         return maps[0].clamp(0, 1)
     blended = torch.zeros(image.shape, device=image.device)
@@ -255,10 +288,15 @@ def _recolour(image: Tensor, target: Palette, fit: tuple[Tensor, Tensor]) -> Ten
     return torch.einsum("bij,bjhw->bihw", transform.float(), image.float()) + shift.float()[..., None, None]
 
 
-def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20) -> Tensor:
+def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1 << 20,
+                   tones: Sequence[Tensor] | None = None) -> Tensor:
     """:func:`apply_palettes` with the statistics of ``image`` itself (:func:`fit_palettes`): each region of a
-    result given its painting's RGB mean and covariance. (B, 3, H, W) float (unclamped) → float32 in [0, 1]."""
-    return apply_palettes(image, palettes, fit_palettes(image, palettes, max_pixels))
+    result given its painting's RGB mean and covariance, and with ``tones`` (per region (B|1, K) target luma
+    quantiles, :func:`adain_core.tone.tone_target`) the tone curve towards them (:func:`fit_tones`).
+    (B, 3, H, W) float (unclamped) → float32 in [0, 1]."""
+    fits = fit_palettes(image, palettes, max_pixels)
+    curves = None if tones is None else fit_tones(image, palettes, fits, tones, max_pixels)
+    return apply_palettes(image, palettes, fits, curves)
 
 
 def keep_chroma(stylized: Tensor, content: Tensor) -> Tensor:
@@ -319,5 +357,6 @@ def after_pass(mode: str, out: Tensor, content: Tensor) -> Tensor:
 def after_image(mode: str, out: Tensor, content: Tensor) -> Tensor:
     """After the whole image is assembled: ``preserve`` gives the result the content's RGB mean and covariance
     (the decoder can still shift colours after the style was recoloured). (B, 3, H, W) in [0, 1]. (``palette`` is
-    applied by the engine with :func:`fit_palettes` / :func:`apply_palettes`, whose statistics frames smooth.)"""
+    applied by the engine with :func:`fit_palettes` / :func:`fit_tones` / :func:`apply_palettes`, whose statistics
+    and curves frames smooth.)"""
     return match_colors(out, content) if mode == "preserve" else out

@@ -14,8 +14,8 @@ from torch import Tensor
 from .adain import Masks, Stats, StreamingStats, adain_targets, style_transfer, tap_stats
 from .backdrop import painted_weights
 from .cards import StyleCard
-from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fits_raw_output, palette_target,
-                    recolor_styles)
+from .color import (Palette, after_image, after_pass, apply_palettes, fit_palettes, fit_tones, fits_raw_output,
+                    palette_target, recolor_styles)
 from .device import (autocast, colour_device, free_memory_bytes, parse_size, pick_device, pick_precision, to_device,
                      to_host)
 from .errors import CardError, Cancelled, MemoryPreflightError, ShapeError, ValueRangeError
@@ -27,6 +27,7 @@ from .networks import TAP_SCALE, TAPS, Decoder, Encoder, decoder_inputs, pad_to_
 from .options import STYLE_SIZE_RANGE, StylizeOptions
 from .store import build_decoder_from, load_encoder, read_model, resolve_model
 from .tiling import MARGIN, Tile, choose_tile_size, estimate_pass_bytes, paste_feathered, plan_tiles
+from .tone import tone_target
 from .upsample import downscale, guided_upsample, working_size
 from .vocabulary import BACKDROP_MODES
 
@@ -44,13 +45,14 @@ BORDER = 32
 MAX_STYLE_SIDE = 8192
 
 # bytes per full-size value (pixel × channel) that a working resolution's upsampling and colour mode hold at once
-# (content and result in float32, the colour statistics' float64 copy, the mapped result, the bands)
-_FULL_SIZE_BYTES = 32
+# (content and result in float32, the colour statistics' float64 copy, the mapped result, the bands, the tone curve's
+# lookups)
+_FULL_SIZE_BYTES = 48
 
 StyleSpec = Union[StyleCard, Sequence[tuple[StyleCard, MaskLike]]]
 Progress = Callable[[int, int], None]
 CancelHook = Callable[[], bool]
-Smoother = Callable[[Stats, str], Stats]  # (measured statistics, kind "stats" | "colour") → those to use
+Smoother = Callable[[Stats, str], Stats]  # (measured statistics, kind "stats" | "colour" | "tone") → those to use
 Levels = dict[str, Stats]  # the decoder's input tap → per region (mean, std)
 
 
@@ -58,11 +60,13 @@ Levels = dict[str, Stats]  # the decoder's input tap → per region (mean, std)
 class FrameState:
     """The running statistics of a frame sequence (see :meth:`Engine.stylize_frame`); opaque to callers: the content
     statistics used per region (at each of the decoder's input taps in turn), and in the ``palette`` colour mode the
-    result's colour statistics the recolouring was fitted to (per region RGB mean (B, 3) and covariance (B, 3, 3)),
-    both smoothed across frames."""
+    result's colour statistics the recolouring was fitted to (per region RGB mean (B, 3) and covariance (B, 3, 3))
+    and the tone curves (per region knots (B, K), :func:`adain_core.color.fit_tones`), all smoothed across
+    frames."""
 
     stats: Stats
     colour: Stats = ()
+    tone: Stats = ()
 
 
 @dataclass(frozen=True)
@@ -302,7 +306,7 @@ class Engine:
         """
         opts = StylizeOptions.of(options, **fields)
         batch = to_batch(content)
-        out, _, _ = self._run(batch.pixels, style, opts, None, progress, cancel)
+        out, _ = self._run(batch.pixels, style, opts, None, progress, cancel)
         return batch.restore(out)
 
     def stylize_frames(self, frames: Iterable[ImageLike], style: StyleSpec, options: StylizeOptions | None = None,
@@ -393,8 +397,8 @@ class Engine:
                        temporal: float, options: StylizeOptions, progress: Progress | None,
                        cancel: CancelHook | None) -> tuple[object, FrameState]:
         batch = to_batch(content, what)
-        out, stats, colour = self._run(batch.pixels, style, options, _smoother(state, temporal), progress, cancel)
-        return batch.restore(out), FrameState(stats, colour)
+        out, used = self._run(batch.pixels, style, options, _smoother(state, temporal), progress, cancel)
+        return batch.restore(out), used
 
     def _stylize_group(self, group: list[Batch], first: int, style: StyleSpec, state: FrameState | None,
                        temporal: float, options: StylizeOptions,
@@ -402,9 +406,9 @@ class Engine:
         """Frames ``first …`` (each a single image, all one size) in one pass; the smoothing runs frame by frame.
         A group of one frame may be a batch of images (smoothed as one, like :meth:`stylize_frame`)."""
         if len(group) == 1:
-            out, stats, colour = self._run(group[0].pixels, style, options, _smoother(state, temporal), None, cancel)
-            return [group[0].restore(out)], FrameState(stats, colour)
-        used: dict[str, list[Stats]] = {"stats": [], "colour": []}
+            out, last = self._run(group[0].pixels, style, options, _smoother(state, temporal), None, cancel)
+            return [group[0].restore(out)], last
+        used: dict[str, list[Stats]] = {"stats": [], "colour": [], "tone": []}
 
         def smooth(stats: Stats, kind: str) -> Stats:
             prev = None if state is None else getattr(state, kind)
@@ -415,22 +419,23 @@ class Engine:
                     for r in range(len(stats))]
 
         pixels = torch.cat([to_device(b.pixels, self.device) for b in group])
-        out, _, _ = self._run(pixels, style, options, smooth, None, cancel)
-        last = FrameState(used["stats"][-1], used["colour"][-1] if used["colour"] else ())
+        out, _ = self._run(pixels, style, options, smooth, None, cancel)
+        last = FrameState(*(used[kind][-1] if used[kind] else () for kind in ("stats", "colour", "tone")))
         return [b.restore(out[i:i + 1]) for i, b in enumerate(group)], last
 
     # -- internals ------------------------------------------------------------------------------------------
     def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Smoother | None,
-             progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, Stats, Stats]:
-        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, the content statistics used, and (palette
-        mode) the colour statistics the recolouring was fitted to.
+             progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, FrameState]:
+        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used with (palette
+        mode) the colour statistics and tone curves the recolouring was fitted to.
 
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
         :func:`guided_upsample` (on the device where the colour modes run, or the CPU if the full-size image would
         take more than half the GPU's free memory); the colour mode is applied again at full size (content chroma /
         colours exact).
         ``smooth(stats, kind)``, for frames: the statistics to use given those measured, ``kind`` ``"stats"``
-        (content, before decoding) or ``"colour"`` (the result's, before the palette recolouring).
+        (content, before decoding), ``"colour"`` (the result's, before the palette recolouring) or ``"tone"`` (the
+        tone curves, after it).
         """
         regions = _regions(style)
         h, w = pixels.shape[-2:]
@@ -447,12 +452,16 @@ class Engine:
             out = guided_upsample(out.to(where), content, guide_low=small, clamp=not fits_raw_output(options.color))
             out = after_image(options.color, after_pass(options.color, out, content), content)
         if options.color != "palette":
-            return to_host(out), _flat(stats), ()
+            return to_host(out), FrameState(_flat(stats))
         palettes = _palettes(regions, content, options.alpha)
         fits = fit_palettes(out, palettes)
         if smooth is not None:
             fits = smooth(fits, "colour")
-        return to_host(apply_palettes(out, palettes, fits)), _flat(stats), fits
+        curves = fit_tones(out, palettes, fits, [tone_target(card.tones(), content, options.alpha)
+                                                 for card, _ in regions])
+        if smooth is not None:
+            curves = smooth(curves, "tone")
+        return to_host(apply_palettes(out, palettes, fits, curves)), FrameState(_flat(stats), fits, curves)
 
     def _run_full(self, pixels: Tensor, regions: list[tuple[StyleCard, MaskLike | None]], options: StylizeOptions,
                   smooth: Callable[[Levels], Levels] | None, progress: Progress | None,

@@ -8,7 +8,7 @@ __all__ = ["COLOR_MODES", "BACKDROP_MODES", "PRECISIONS", "TILE_MODES", "SCALE_A
            "MODEL_SUFFIXES", "DEFAULT_MARKS", "UPSAMPLES", "is_card_path"]
 
 #: Where the result's colours come from: the painting's own palette (its RGB mean and covariance given to the
-#: result); the style's as the decoder renders them; the content's (style recoloured to them before encoding); or the
+#: result, then half-way its spread of lights and darks); the style's as the decoder renders them; the content's (style recoloured to them before encoding); or the
 #: content's chroma with stylised luminance. The first is the default.
 COLOR_MODES = ("palette", "style", "preserve", "luminance")
 #: What a style image's flat backdrop (a cut-out figure's plain white or black surround, or transparent pixels)

@@ -4,7 +4,10 @@
     affine map): (a) baseline, as the engine did before 2026-12-04: the result copied to the host, then the map
     blended through a region weight of ones; (b) now: on the result's device (:func:`adain_core.device.colour_device`),
     one painting everywhere mapped directly, then the finished image copied to the host;
-(2) encoding a style card of a figure cut out on a flat white backdrop (``backdrop="keep"``, the baseline: the whole
+(2) the ``palette`` mode's tone curve: the step of (1b) alone (the baseline) against the step with the tone curve,
+    as the engine runs it since 2026-12-07 (the target luma quantiles from the photo's and the painting's, the
+    curve's fit to the mapped result, the curve applied);
+(3) encoding a style card of a figure cut out on a flat white backdrop (``backdrop="keep"``, the baseline: the whole
     image) against ``backdrop="ignore"`` (the backdrop found and left out of the statistics and the palette).
 
 Neither needs trained weights (random ones; the time is the same).
@@ -24,9 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import adain_core  # noqa: E402
-from adain_core.color import apply_palettes, fit_palettes, palette_target  # noqa: E402
+from adain_core.color import apply_palettes, fit_palettes, fit_tones, palette_target  # noqa: E402
 from adain_core.device import colour_device, to_device, to_host  # noqa: E402
 from adain_core.testing import make_random_model  # noqa: E402
+from adain_core.tone import TONE_KNOTS, tone_target  # noqa: E402
 from bench.stylize import _parse_size, _time_pair  # noqa: E402  (one timing loop for both benchmarks)
 
 
@@ -54,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     painting = (torch.tensor([0.55, 0.45, 0.30], dtype=torch.float64), torch.eye(3, dtype=torch.float64) * 0.03)
     print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeat}, "
           "baseline and new in turn")
+    tones = torch.linspace(0.05, 0.95, TONE_KNOTS, dtype=torch.float64)
     print()
-    print("| result size | palette: on the host, blended (s) | palette: on the device, direct (s) | speed-up |")
-    print("|---:|---:|---:|---:|")
+    print("| result size | palette: on the host, blended (s) | palette: on the device, direct (s) | speed-up | "
+          "palette with the tone curve (s) | tone curve's cost |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for h, w in (_parse_size(s) for s in args.sizes.split(",") if s):
         photo = torch.rand(1, 3, h, w, generator=g)
         result = to_device(1.2 * torch.rand(1, 3, h, w, generator=g) - 0.1, device)  # a decoder's raw output
@@ -73,9 +79,18 @@ def main(argv: list[str] | None = None) -> int:
             palettes = [(*palette_target(painting, photo_dev, 1.0), None)]
             return to_host(apply_palettes(out, palettes, fit_palettes(out, palettes)))
 
+        def with_tones() -> torch.Tensor:
+            out = result.to(colour_device(device))
+            palettes = [(*palette_target(painting, photo_dev, 1.0), None)]
+            fits = fit_palettes(out, palettes)
+            curves = fit_tones(out, palettes, fits, [tone_target(tones, photo_dev, 1.0)])
+            return to_host(apply_palettes(out, palettes, fits, curves))
+
         old, new = _time_pair(on_host, on_device, args.repeat, device)
+        direct, toned = _time_pair(on_device, with_tones, args.repeat, device)
         label = f"{h}²" if h == w else f"{w}×{h}"
-        print(f"| {label} | {old:.4f} | {new:.4f} | {old / new:.2f}× |", flush=True)
+        print(f"| {label} | {old:.4f} | {new:.4f} | {old / new:.2f}× | {toned:.4f} | {toned / direct:.2f}× |",
+              flush=True)
 
     style = _figure_on_white(args.style_size, g)
     keep, ignore = _time_pair(lambda: engine.encode_style(style, size=args.style_size, backdrop="keep"),

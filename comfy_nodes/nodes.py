@@ -374,7 +374,8 @@ class AdaINStylize(io.ComfyNode):
                     default=COLOR_MODES[0],
                     tooltip="style = take the style's colours; preserve = keep the content's colours (statistics "
                     "matched in RGB); luminance = transfer only brightness, keep the content's hue; palette = give "
-                    "the result the painting's own colours (RGB mean and covariance, per mask region).",
+                    "the result the painting's own colours (RGB mean and covariance, then half-way its lights and "
+                    "darks, per mask region).",
                 ),
                 io.Combo.Input(
                     "tile",

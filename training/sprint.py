@@ -32,6 +32,7 @@ from adain_core.color import after_pass, color_stats, match_palettes
 from adain_core.engine import BORDER
 from adain_core.networks import TAPS, Decoder, build_encoder, decoder_inputs, decoder_skip, pad_to_multiple
 from adain_core.store import ENCODERS
+from adain_core.tone import mixture_tones
 from adain_core.vocabulary import BACKDROP_MODES, UPSAMPLES
 
 from .checkpoint import load_decoder_state
@@ -125,7 +126,8 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
     """Stylise every content × style pair at α = 1 with the engine's one-pass method
     (:func:`adain_core.adain.style_transfer`; inputs padded by the engine's mirrored border and to a multiple of 8,
     outputs cropped and clamped; with
-    ``palette``, then given the painting's RGB mean and covariance as the engine's palette colour mode does) and
+    ``palette``, then given the painting's RGB mean and covariance and the tone curve towards its luma quantiles,
+    as the engine's palette colour mode does) and
     decode each photo from its own features. A painting's statistics and palette weigh its pixels by ``painted``,
     as the engine's style card does.
 
@@ -157,12 +159,14 @@ def decoder_outputs(encoder: torch.nn.Module, decoder: Decoder, contents: list[T
     weights = painted if painted is not None else [None] * len(styles)
     style_stats = [stats(s, w) for s, w in zip(styles, weights)]
     palettes = [[(*color_stats(s.cpu(), w), None)] for s, w in zip(styles, weights)]
+    tones = [[mixture_tones([s[0].cpu()], [1.0], [None if w is None else w[0, 0].cpu()])[None]]
+             for s, w in zip(styles, weights)]
     outputs, recon = [], []
     for c in contents:
         padded, hw = pad_to_multiple(c.to(device), border=BORDER)
         row = [finish(style_transfer(encode, decode, padded, stats)[0], hw, "palette" if palette else "style")
                for stats in style_stats]
-        outputs.append([match_palettes(o, p) for o, p in zip(row, palettes)] if palette else row)
+        outputs.append([match_palettes(o, p, tones=t) for o, p, t in zip(row, palettes, tones)] if palette else row)
         recon.append(finish(decode(encode(padded)), hw))
     return outputs, recon
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ValueRangeError
-from .tone import apply_tone, tone_curve
+from .tone import TONE_SAMPLES, apply_tone, tone_curve
 from .vocabulary import COLOR_MODES
 
 __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
@@ -221,7 +221,7 @@ def fit_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int = 1
 
 
 def fit_tones(image: Tensor, palettes: Sequence[Palette], fits: Sequence[tuple[Tensor, Tensor]],
-              targets: Sequence[Tensor], max_pixels: int = 1 << 20) -> list[tuple[Tensor, Tensor]]:
+              targets: Sequence[Tensor], max_pixels: int = TONE_SAMPLES) -> list[tuple[Tensor, Tensor]]:
     """Each region's tone curve (:func:`adain_core.tone.tone_curve`): fitted to the region's pixels of the result
     after its affine map (``fits``, clamped to [0, 1]) and aimed at the region's target luma quantiles; fitted
     apart from :func:`apply_palettes` so that frames can smooth the curves. Runs on ``image``'s device.
@@ -295,7 +295,7 @@ def match_palettes(image: Tensor, palettes: Sequence[Palette], max_pixels: int =
     quantiles, :func:`adain_core.tone.tone_target`) the tone curve towards them (:func:`fit_tones`).
     (B, 3, H, W) float (unclamped) → float32 in [0, 1]."""
     fits = fit_palettes(image, palettes, max_pixels)
-    curves = None if tones is None else fit_tones(image, palettes, fits, tones, max_pixels)
+    curves = None if tones is None else fit_tones(image, palettes, fits, tones)
     return apply_palettes(image, palettes, fits, curves)
 
 

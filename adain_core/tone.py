@@ -25,8 +25,9 @@ TONE_STRENGTH = 0.5
 #: about 0.002 of the whole image's, and sorting them costs 20 ms on a 2-core CPU against 380 ms for a 1080p frame's
 #: million.
 TONE_SAMPLES = 1 << 16
-#: Entries of the table a curve is applied through (luma 0 … 1, nearest entry: within 1/8190 of the curve's input).
-_TABLE = 4096
+#: Entries of the table a curve is applied through (luma 0 … 1, linear between entries, so that the result stays
+#: continuous in the image: a tiled result equals the one-pass one).
+_TABLE = 1024
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
@@ -150,5 +151,8 @@ def apply_tone(image: Tensor, curve: tuple[Tensor, Tensor]) -> Tensor:
     x, y = (t.to(image.device, torch.float64).expand(b, -1) for t in curve)
     grid = torch.linspace(0, 1, _TABLE, dtype=torch.float64, device=image.device).expand(b, -1)
     table = _interp(grid, x, y - x).float()
-    index = (luma(image.float()).reshape(b, -1).clamp(0, 1) * (_TABLE - 1)).round().long()
-    return image.float() + table.gather(1, index).reshape(b, 1, *image.shape[-2:])
+    position = luma(image.float()).reshape(b, -1).clamp(0, 1) * (_TABLE - 1)
+    index = position.floor().clamp(max=_TABLE - 2).long()
+    low = table.gather(1, index)
+    shift = low + (position - index) * (table.gather(1, index + 1) - low)
+    return image.float() + shift.reshape(b, 1, *image.shape[-2:])

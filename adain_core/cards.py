@@ -91,6 +91,7 @@ class StyleCard:
         return mixture_tones(self.pixels, self.weights, self.painted or None)
 
     def _need_pixels(self) -> None:
+        """Refuse a card without its style pixels, naming the palette colour mode that needs them."""
         if not self.has_pixels:
             raise CardError(f"style card {self.name!r} carries no style pixels; the palette colour mode needs a card "
                             f"made by encode_style (or a mix of such cards)")

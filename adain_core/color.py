@@ -1,5 +1,6 @@
 """Colour modes around the network: CORAL mean/covariance transfer towards the content (``preserve``) or towards
-the painting (``palette``, followed by a tone curve towards the painting's luma quantiles: :mod:`adain_core.tone`), and luminance-only stylisation that keeps the content's chroma (``luminance``, in YUV
+the painting (``palette``, followed by a tone curve towards the painting's luma quantiles: :mod:`adain_core.tone`),
+and luminance-only stylisation that keeps the content's chroma (``luminance``, in YUV
 via kornia)."""
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .tone import TONE_SAMPLES, apply_tone, tone_curve
 from .vocabulary import COLOR_MODES
 
 __all__ = ["COLOR_MODES", "Palette", "color_stats", "mixture_stats", "sqrtm_spd", "coral_transform", "coral",
-           "match_colors", "palette_target", "fit_palettes", "fit_tones", "apply_palettes", "match_palettes", "keep_chroma",
+           "match_colors", "palette_target", "fit_palettes", "fit_tones", "apply_palettes", "match_palettes",
+           "keep_chroma",
            "recolor_styles", "fits_raw_output", "after_pass", "after_image"]
 
 #: A region's target colours: RGB mean (B|1, 3) or (3,), covariance (B|1, 3, 3) or (3, 3), and where it applies

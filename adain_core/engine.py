@@ -426,8 +426,8 @@ class Engine:
     # -- internals ------------------------------------------------------------------------------------------
     def _run(self, pixels: Tensor, style: StyleSpec, options: StylizeOptions, smooth: Smoother | None,
              progress: Progress | None, cancel: CancelHook | None) -> tuple[Tensor, FrameState]:
-        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used with (palette
-        mode) the colour statistics and tone curves the recolouring was fitted to.
+        """(B, 3, H, W) in [0, 1] → the stylised (B, 3, H, W) on the CPU, and the content statistics used with
+        (palette mode) the colour statistics and tone curves the recolouring was fitted to.
 
         Working resolution: below full size the image is stylised at :func:`working_size` and brought back with
         :func:`guided_upsample` (on the device where the colour modes run, or the CPU if the full-size image would

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from .upsample import luma
 
-__all__ = ["TONE_KNOTS", "TONE_STRENGTH", "TONE_SAMPLES", "luma_quantiles", "mixture_tones", "tone_target", "tone_curve",
-           "apply_tone"]
+__all__ = ["TONE_KNOTS", "TONE_STRENGTH", "TONE_SAMPLES", "luma_quantiles", "mixture_tones", "tone_target",
+           "tone_curve", "apply_tone"]
 
 #: Quantiles a tone curve is fitted at: (i + ½) / K for i < K.
 TONE_KNOTS = 32

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 from adain_core.color import color_stats, match_palettes
-from adain_core.tone import TONE_KNOTS, TONE_STRENGTH, apply_tone, luma_quantiles, mixture_tones, tone_curve, tone_target
+from adain_core.tone import (TONE_KNOTS, TONE_STRENGTH, apply_tone, luma_quantiles, mixture_tones, tone_curve,
+                             tone_target)
 from adain_core.upsample import luma
 
 MIDPOINTS = (torch.arange(TONE_KNOTS, dtype=torch.float64) + 0.5) / TONE_KNOTS

@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     av.add_argument("--out", required=True, help="checkpoint .pt path to write")
 
     ex = sub.add_parser("export", help="write a training checkpoint as an engine model file")
-    ex.add_argument("checkpoint")
+    ex.add_argument("checkpoint", help="a training checkpoint (.pt), or a model .safetensors file to write again "
+                                       "with a new --name and --eval (its weights and run metadata kept)")
     ex.add_argument("--out", required=True, help="model .safetensors path")
     ex.add_argument("--eval", dest="eval_json", help="results.json of `adain-train evaluate` to record")
     ex.add_argument("--eval-name", help="which model of that results.json (default: the only/first one)")

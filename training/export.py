@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from adain_core.errors import ModelError
 from adain_core.store import ENCODERS, HED_ENCODER_ID, ModelFile, save_model
 
 from .checkpoint import load_checkpoint
@@ -80,9 +81,39 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
 def export_checkpoint(checkpoint: Path, out: Path, *, eval_means: dict[str, Any] | None = None,
                       dtype: torch.dtype = torch.float16, name: str = "", embed_encoder: bool = False,
                       extra: dict[str, Any] | None = None) -> Path:
-    """Write ``checkpoint``'s decoder as an engine model file at ``out`` (see :func:`export_state`)."""
+    """Write ``checkpoint``'s decoder as an engine model file at ``out`` (see :func:`export_state`).
+
+    ``checkpoint`` may also be a model ``.safetensors`` file (e.g. the CPU run's resume file): its weights and run
+    metadata are kept, and ``name``, ``eval_means`` and ``extra`` replace theirs, so the file a run left behind can be
+    shipped as it is.
+
+    Raises:
+        ModelError: an unreadable checkpoint or model file.
+    """
+    if Path(checkpoint).suffix == ".safetensors":
+        return _retag_model(Path(checkpoint), out, eval_means=eval_means, dtype=dtype, name=name,
+                            embed_encoder=embed_encoder, extra=extra)
     return export_state(load_checkpoint(Path(checkpoint)), out, eval_means=eval_means, dtype=dtype, name=name,
                         embed_encoder=embed_encoder, extra=extra)
+
+
+def _retag_model(source: Path, out: Path, *, eval_means: dict[str, Any] | None, dtype: torch.dtype, name: str,
+                 embed_encoder: bool, extra: dict[str, Any] | None) -> Path:
+    """A model file written again with new ``name`` / ``eval`` / ``extra`` metadata and the same weights."""
+    from adain_core.store import load_encoder, read_model
+
+    model = read_model(source)
+    meta = {k: v for k, v in model.metadata.items() if k != "eval"}
+    meta["exported"] = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if name:
+        meta["name"] = name
+    if eval_means:
+        meta["eval"] = eval_means
+    meta.update(extra or {})
+    encoder = model.encoder
+    if encoder is None and embed_encoder:
+        encoder = load_encoder(model.encoder_id).state_dict()
+    return save_model(Path(out), ModelFile(model.encoder_id, model.arch, model.decoder, encoder, meta), dtype)
 
 
 def export_state(state: dict[str, Any], out: Path, *, eval_means: dict[str, Any] | None = None,
@@ -131,7 +162,11 @@ def run_export(args: argparse.Namespace) -> int:
         eval_means = dict(result["means"])
         eval_means.update({k: v for k, v in result["settings"].items() if k in ("size", "style_size")})
         eval_means["pairs"] = len(result["pairs"])
-    path = export_checkpoint(Path(args.checkpoint), Path(args.out), eval_means=eval_means,
-                             dtype=_DTYPES[args.dtype], name=args.name, embed_encoder=args.embed_encoder)
+    try:
+        path = export_checkpoint(Path(args.checkpoint), Path(args.out), eval_means=eval_means,
+                                 dtype=_DTYPES[args.dtype], name=args.name, embed_encoder=args.embed_encoder)
+    except ModelError as exc:
+        print(f"adain-train export: {exc}", file=sys.stderr)
+        return 2
     print(path)
     return 0

@@ -337,6 +337,23 @@ def test_cli_train_evaluate_export_roundtrip(image_dirs, tmp_path, capsys):
     out = engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32)))
     assert out.shape == (1, 3, 24, 24)
 
+    # a model file (as the CPU run's resume file) is written again under a new name and evaluation, weights and run
+    # metadata kept; a missing input is one line
+    shipped = tmp_path / "shipped.safetensors"
+    assert cli.main(["export", str(model_path), "--out", str(shipped), "--name", "default", "--eval",
+                     str(tmp_path / "eval" / "results.json"), "--eval-name", "ckpt+palette"]) == 0
+    retagged = adain_core.load(shipped, device="cpu", precision="fp32")
+    assert retagged.metadata["name"] == "default" and retagged.metadata["steps"] == 2
+    assert retagged.metadata["tone_weight"] == 2.0 and retagged.metadata["eval"]["pairs"] == 4
+    assert retagged.metadata["eval"]["colour_gap"] == pytest.approx(
+        results["models"]["ckpt+palette"]["means"]["colour_gap"])
+    for k, v in engine.decoder.state_dict().items():
+        assert torch.equal(retagged.decoder.state_dict()[k], v)
+    capsys.readouterr()
+    assert cli.main(["export", str(tmp_path / "none.safetensors"), "--out", str(shipped)]) == 2
+    err = capsys.readouterr().err
+    assert "none.safetensors" in err and len(err.strip().splitlines()) == 1
+
     # continuing from the exported model (--init-decoder) counts on from the steps in its metadata
     run2 = tmp_path / "run2"
     assert _cli_train(image_dirs, run2, "--steps", "3", "--batch-size", "1", "--init-decoder", str(model_path)) == 0

@@ -110,6 +110,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")
+    p.add_argument("--palette-tone", type=float, default=S,
+                   help="with --palette: the losses also see the palette mode's tone curve (the result's luma "
+                        "quantiles moved this far towards the painting's; the engine uses 0.5), as the engine shows "
+                        "the result (default 0: the mean and covariance alone)")
     p.add_argument("--backdrop", choices=BACKDROP_MODES, default=S,
                    help="a painting's flat backdrop (a figure on white): ignore = left out of the paintings' "
                         "statistics, palette and colours, as the engine's style cards leave it out; keep = counted "

@@ -88,6 +88,8 @@ class TrainConfig:
     #                              statistics, palette and colours; "ignore" leaves it out, as the engine's cards do
     palette: bool = False        # train for the engine's palette colour mode: losses see the output given the
     #                              painting's RGB mean/covariance (transform fitted without gradient, applied with)
+    palette_tone: float = 0.0    # with palette: the losses also see the palette mode's tone curve at this strength
+    #                              (the engine's is adain_core.tone.TONE_STRENGTH); 0 = the mean/covariance map alone
     raw_colour_weight: float = 0.0  # with palette: L1 pulling the decoder's own output to its recoloured version
     # optimisation
     steps: int = 160_000

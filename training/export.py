@@ -60,6 +60,7 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "luma_radius": cfg.luma_radius,
             "grid_weight": cfg.grid_weight,
             "palette": cfg.palette,
+            "palette_tone": cfg.palette_tone,
             "backdrop": cfg.backdrop,
             "precision": state.get("precision", cfg.precision),
             "data_dirs": {"content": [Path(d).name for d in cfg.content_dirs],

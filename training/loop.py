@@ -156,6 +156,8 @@ class Trainer:
         unknown = [t for t in cfg.structure_taps if t not in TAPS]
         if unknown or not cfg.structure_taps:
             raise ValueError(f"structure taps must be some of {', '.join(TAPS)}, got {cfg.structure_taps!r}")
+        if not 0 <= cfg.palette_tone <= 1:
+            raise ValueError(f"palette tone must be in [0, 1], got {cfg.palette_tone}")
         #: the photos' taps a step needs: the decoder's AdaIN inputs and the structure term's
         self.content_taps = tuple(t for t in TAPS if t in self.decoder.taps or
                                   (cfg.structure_weight > 0 and t in cfg.structure_taps))
@@ -296,8 +298,8 @@ class Trainer:
                 decoded = self._decode({t: torch.cat([v, fc[t][:k], fs[t][:k]]) for t, v in targets.items()})
                 out, recon = decoded[:target.shape[0]], decoded[target.shape[0]:]
                 if cfg.palette:  # the identity decodes too: each given its own image's palette
-                    raw, out = out, palette_recolour(out, style, painted)
-                    recon = palette_recolour(recon, torch.cat([content[:k], style[:k]]))
+                    raw, out = out, palette_recolour(out, style, painted, cfg.palette_tone)
+                    recon = palette_recolour(recon, torch.cat([content[:k], style[:k]]), tone=cfg.palette_tone)
                     decoded = torch.cat([out, recon])
                 f_all = self.encoder(decoded, self.out_taps)
                 fo = {t: v[:target.shape[0]] for t, v in f_all.items()}
@@ -305,7 +307,7 @@ class Trainer:
             else:
                 out = self._decode(targets)
                 if cfg.palette and not warm:
-                    raw, out = out, palette_recolour(out, style, painted)
+                    raw, out = out, palette_recolour(out, style, painted, cfg.palette_tone)
                 fo = self.encoder(out, ("relu4_1",) if warm else self.out_taps)
         fo = {t: v.float() for t, v in fo.items()}
         if warm:
@@ -446,7 +448,7 @@ class Trainer:
             fc, fs = self.encoder(content, taps), self.encoder(style, taps)
             targets = {t: adain(fc[t].float(), *calc_mean_std(fs[t].float())) for t in taps}
             out = self._decode(targets, self.decoder).float()
-            out = (palette_recolour(out, style) if self.cfg.palette else out).clamp(0, 1)
+            out = (palette_recolour(out, style, tone=self.cfg.palette_tone) if self.cfg.palette else out).clamp(0, 1)
         self.decoder.train()
         rows = [torch.stack([c, s, o]) for c, s, o in zip(content.cpu(), style.cpu(), out.cpu())]
         path = self.out_dir / "samples" / f"step_{self.step:07d}.png"

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from adain_core.adain import calc_mean_std
 from adain_core.color import color_stats
 from adain_core.networks import TAPS
+from adain_core.tone import apply_tone, luma_quantiles, tone_curve
 from adain_core.upsample import box_filter, luma
 
 __all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "AdaINLoss",
@@ -256,9 +257,10 @@ def tone_loss(out: Tensor, style: Tensor, pixels: int = 0, seed: int = 0, painte
     return sliced_wasserstein(luma(out.float()), luma(style.float()), axis, pixels, seed, painted)
 
 
-def palette_recolour(out: Tensor, style: Tensor, painted: Tensor | None = None) -> Tensor:
+def palette_recolour(out: Tensor, style: Tensor, painted: Tensor | None = None, tone: float = 0.0) -> Tensor:
     """The engine's ``palette`` colour mode as a training step: each output given its painting's RGB mean and
-    covariance, so the losses see what the engine shows in that mode.
+    covariance and, with ``tone`` > 0, the tone curve that moves its luma quantiles ``tone`` of the way to the
+    painting's (:mod:`adain_core.tone`), so the losses see what the engine shows in that mode.
 
     The gradient flows through the output's own statistics too (as batch normalisation's must: a map fitted
     without gradient and applied with it lets training drift, measured here as a style loss rising from 1.4 to 4-5
@@ -272,6 +274,9 @@ def palette_recolour(out: Tensor, style: Tensor, painted: Tensor | None = None) 
         style: (B, 3, H', W') float in [0, 1], the paintings.
         painted: (B, 1, H', W') in [0, 1], how much each painting pixel counts in its palette (0 on a flat backdrop,
             as the engine's style card leaves it out), or ``None``: every pixel.
+        tone: strength of the tone curve in [0, 1] (the engine's: :data:`adain_core.tone.TONE_STRENGTH`); 0 = none.
+            The curve is fitted to the recoloured output with gradient (its quantiles are sorted values) and, unlike
+            the engine's, to the unclamped output, so that out-of-range pixels keep a gradient.
 
     Returns:
         (B, 3, H, W) float32 (not clamped).
@@ -282,7 +287,14 @@ def palette_recolour(out: Tensor, style: Tensor, painted: Tensor | None = None) 
         s_root = _roots_newton_schulz(s_cov)[0]
     transform = s_root @ _roots_newton_schulz(o_cov)[1]
     shift = s_mean - (transform @ o_mean[..., None])[..., 0]
-    return torch.einsum("bij,bjhw->bihw", transform.float(), out.float()) + shift.float()[..., None, None]
+    recoloured = torch.einsum("bij,bjhw->bihw", transform.float(), out.float()) + shift.float()[..., None, None]
+    if tone <= 0:
+        return recoloured
+    with torch.no_grad():
+        b = style.shape[0]
+        weight = None if painted is None else painted.reshape(b, -1)
+        target = luma_quantiles(luma(style.float()).reshape(b, -1), weight)
+    return apply_tone(recoloured, tone_curve(recoloured.reshape(b, 3, -1), target, strength=tone))
 
 
 def raw_colour_loss(raw: Tensor, recoloured: Tensor) -> Tensor:

@@ -36,24 +36,25 @@ from adain_core.tone import mixture_tones
 from adain_core.vocabulary import BACKDROP_MODES, UPSAMPLES
 
 from .checkpoint import load_decoder_state
-from .config import TrainConfig
+from .config import LAYER_WEIGHT_PRESETS, TrainConfig
 from .data import CROP_TRIES, PAINTED_SHARE
 from .pack import read_pack
 from .profiling import StepProfiler
 
 __all__ = ["random_crops", "decoder_outputs", "run_sprint", "add_sprint_args", "SPRINT_RECIPE",
-           "SPRINT_STRUCTURE_TAPS"]
+           "SPRINT_STRUCTURE_TAPS", "SPRINT_LAYER_WEIGHTS"]
 
-# The sprint's default recipe: the shipped decoder's (stretch 19, docs/TRAINING_LOG.md) at the GPU's batch and size,
-# with the CPU run's grid term (stretch 33: without it a bilinear decoder learns the 2 and 4 px grid back); every
-# value is an option.
+# The sprint's default recipe: the shipped decoder's (stretches 47–48, docs/TRAINING_LOG.md: λ 10 with the shallow
+# style terms doubled, structure × 1.5, colour × 20 on 4,096 sampled pixels, luma × 2, the grid term, palette mode)
+# at the GPU's batch, size and learning rate; every value is an option.
 SPRINT_RECIPE: dict[str, float] = {
-    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 7.0, "identity_pixel": 0.0,
-    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 0.75, "colour_weight": 10.0,
-    "colour_pixels": 0.0, "luma_weight": 0.5, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0,
-    "raw_colour_weight": 1.0, "grid_weight": 2.0,
+    "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 10.0, "identity_pixel": 0.0,
+    "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 1.5, "colour_weight": 20.0,
+    "colour_pixels": 4096.0, "luma_weight": 2.0, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0,
+    "raw_colour_weight": 1.0, "grid_weight": 2.0, "palette_tone": 0.0,
 }
 SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
+SPRINT_LAYER_WEIGHTS = "hed-std-shallow"  # the style terms' per-layer weights in that recipe (LAYER_WEIGHT_PRESETS)
 
 
 def _window_shares(painted: Tensor, scale: Tensor, tx: Tensor, ty: Tensor, points: int = 8) -> Tensor:
@@ -227,6 +228,8 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"smallest crop side as a fraction of the packed side (default {r['min_scale']})")
     p.add_argument("--lr", type=float, default=r["lr"], help=f"Adam learning rate (default {r['lr']})")
     p.add_argument("--lr-decay", type=float, default=r["lr_decay"], help=f"lr/(1+decay·step) (default {r['lr_decay']})")
+    p.add_argument("--layer-weights", choices=sorted(LAYER_WEIGHT_PRESETS), default=SPRINT_LAYER_WEIGHTS,
+                   help=f"per-layer weights of the style terms (default {SPRINT_LAYER_WEIGHTS})")
     p.add_argument("--style-weight", type=float, default=r["style_weight"], help=f"λ (default {r['style_weight']})")
     p.add_argument("--identity-pixel", type=float, default=r["identity_pixel"],
                    help=f"identity loss pixel weight (default {r['identity_pixel']})")
@@ -264,6 +267,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                         "with --painted 1); keep: the whole painting counts")
     p.add_argument("--palette", type=int, choices=[0, 1], default=int(r["palette"]),
                    help=f"train and evaluate for the palette colour mode (default {int(r['palette'])})")
+    p.add_argument("--palette-tone", type=float, default=r["palette_tone"],
+                   help="with --palette: the losses also see the palette mode's tone curve at this strength (the "
+                        f"engine's is 0.5; default {r['palette_tone']})")
     p.add_argument("--raw-colour-weight", type=float, default=r["raw_colour_weight"],
                    help="with --palette: L1 pulling the decoder's own output to its recoloured version (keeps it in "
                         f"range for the other colour modes; default {r['raw_colour_weight']})")
@@ -314,12 +320,14 @@ def run_sprint(args: argparse.Namespace) -> int:
     skip = decoder_skip(weights) if args.decoder_skip is None else bool(args.decoder_skip)
     cfg = TrainConfig(content_dirs=[], style_dirs=[], out_dir=str(out), encoder_id=encoder_id, crop=args.size,
                       decoder_skip=skip, decoder_upsample=args.decoder_upsample or info["decoder_upsample"],
-                      style_weight=args.style_weight, identity_pixel=args.identity_pixel,
+                      style_weight=args.style_weight, layer_weights=args.layer_weights,
+                      identity_pixel=args.identity_pixel,
                       identity_feature=args.identity_feature, identity_fraction=args.identity_fraction,
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, colour_pixels=args.colour_pixels,
                       luma_weight=args.luma_weight, luma_radius=args.luma_radius, grid_weight=args.grid_weight,
-                      backdrop=args.backdrop, palette=bool(args.palette), raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
+                      backdrop=args.backdrop, palette=bool(args.palette), palette_tone=args.palette_tone,
+                      raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
                       lr=args.lr, lr_decay=args.lr_decay,
                       precision=args.precision, compile=args.compile, seed=args.seed, device=args.device,
                       channels_last=True, progress=False)

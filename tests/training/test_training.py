@@ -154,6 +154,33 @@ def test_palette_training_gives_the_losses_the_paintings_colours(tiny_config, tm
     assert all(math.isfinite(r["loss"]) for r in records)
 
 
+def test_palette_tone_gives_the_losses_the_engines_palette_result(tiny_config, tmp_path):
+    """With ``tone`` the training step also applies the palette mode's tone curve: on an in-range output it gives
+    the engine's palette result (mean, covariance and curve) and passes gradients; a run with ``palette_tone``
+    trains and records it, and a strength outside [0, 1] is refused."""
+    from adain_core.color import color_stats, match_palettes
+    from adain_core.tone import TONE_STRENGTH, mixture_tones
+    from training.losses import palette_recolour
+
+    gen = torch.Generator().manual_seed(5)
+    out = (0.3 + 0.4 * torch.rand(1, 3, 32, 32, generator=gen)).requires_grad_(True)
+    # grey-ish, dark-heavy tones that a mean and covariance miss, inside [0, 1] after the map (the engine clamps)
+    style = 0.35 + 0.3 * torch.rand(1, 1, 24, 20, generator=gen) ** 3 + 0.02 * torch.rand(1, 3, 24, 20, generator=gen)
+    toned = palette_recolour(out, style, tone=TONE_STRENGTH)
+    tones = [mixture_tones([style[0]], [1.0])[None]]
+    engine_way = match_palettes(out.detach(), [(*color_stats(style), None)], tones=tones)
+    torch.testing.assert_close(toned.detach(), engine_way, atol=2e-3, rtol=0)
+    assert float((toned.detach() - palette_recolour(out, style).detach()).abs().mean()) > 0.01
+    toned.square().sum().backward()
+    assert out.grad is not None and bool(torch.isfinite(out.grad).all()) and float(out.grad.abs().sum()) > 0
+
+    cfg = dataclasses.replace(tiny_config, steps=2, palette=True, palette_tone=TONE_STRENGTH, raw_colour_weight=1.0)
+    assert Trainer(cfg).run()["step"] == 2
+    assert torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)["config"]["palette_tone"] == 0.5
+    with pytest.raises(ValueError, match="palette tone"):
+        Trainer(dataclasses.replace(tiny_config, palette=True, palette_tone=1.5))
+
+
 def test_palette_identity_loss_sees_each_decode_in_its_own_images_palette(tiny_config):
     """With ``palette`` the identity decodes are given their own image's palette before the pixel L1, as the
     stylised outputs are given the painting's: a contrast and colour cast of the decoder's output then costs

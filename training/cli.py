@@ -107,6 +107,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="weight of max(0, r − 1), r the output's luma power at 2 and 4 px periods over the "
                         "neighbouring frequencies (evaluate's grid_ratio; photos ≈ 1): costs a regular grid, not "
                         "texture (default 0)")
+    p.add_argument("--gram-weight", type=float, default=S,
+                   help="weight of the Gram term: the output's feature correlations against the painting's at "
+                        "--gram-taps, relative per tap as gram_gap measures them (default 0: off)")
+    p.add_argument("--gram-taps", nargs="+", metavar="TAP", default=S,
+                   help="encoder taps of the Gram term, meaned (default relu1_1 relu2_1 relu3_1)")
     p.add_argument("--palette", type=_bool, default=S,
                    help="train for the palette colour mode: the losses see the output recoloured to the painting's "
                         "RGB mean and covariance (default false)")

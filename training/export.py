@@ -59,6 +59,8 @@ def training_metadata(state: dict[str, Any]) -> dict[str, Any]:
             "luma_weight": cfg.luma_weight,
             "luma_radius": cfg.luma_radius,
             "grid_weight": cfg.grid_weight,
+            "gram_weight": cfg.gram_weight,
+            "gram_taps": list(cfg.gram_taps),
             "palette": cfg.palette,
             "palette_tone": cfg.palette_tone,
             "backdrop": cfg.backdrop,

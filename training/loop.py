@@ -32,8 +32,8 @@ from .checkpoint import load_checkpoint, load_decoder_state, rng_state, save_che
 from .config import TrainConfig
 from .data import ImageSource, PairDataset, PairSampler, make_loader, manifest_hash, scan_images
 from .features import FeatureCache
-from .losses import (AdaINLoss, LossWeights, grid_loss, identity_loss, luma_loss, palette_recolour, raw_colour_loss,
-                     sliced_wasserstein, structure_loss, tone_loss, unit_directions)
+from .losses import (AdaINLoss, LossWeights, gram_loss, gram_matrices, grid_loss, identity_loss, luma_loss,
+                     palette_recolour, raw_colour_loss, sliced_wasserstein, structure_loss, tone_loss, unit_directions)
 from .report import plot_loss_curve, save_grid
 
 __all__ = ["Trainer", "make_encoder", "hardware_name", "RANDOM_ENCODER_ID"]
@@ -156,14 +156,18 @@ class Trainer:
         unknown = [t for t in cfg.structure_taps if t not in TAPS]
         if unknown or not cfg.structure_taps:
             raise ValueError(f"structure taps must be some of {', '.join(TAPS)}, got {cfg.structure_taps!r}")
+        unknown = [t for t in cfg.gram_taps if t not in TAPS]
+        if cfg.gram_weight > 0 and (unknown or not cfg.gram_taps):
+            raise ValueError(f"gram taps must be some of {', '.join(TAPS)}, got {cfg.gram_taps!r}")
         if not 0 <= cfg.palette_tone <= 1:
             raise ValueError(f"palette tone must be in [0, 1], got {cfg.palette_tone}")
         #: the photos' taps a step needs: the decoder's AdaIN inputs and the structure term's
         self.content_taps = tuple(t for t in TAPS if t in self.decoder.taps or
                                   (cfg.structure_weight > 0 and t in cfg.structure_taps))
         self.loss_fn = AdaINLoss(LossWeights(cfg.style_weight, layers, content_weight))
-        #: the output's taps the losses need: the style terms' and the photos'
-        self.out_taps = tuple(t for t in TAPS if t in layers or t in self.content_taps)
+        #: the output's taps the losses need: the style terms', the Gram term's and the photos'
+        self.out_taps = tuple(t for t in TAPS if t in layers or t in self.content_taps or
+                              (cfg.gram_weight > 0 and t in cfg.gram_taps))
 
         self.step = 0
         self.wall_time = 0.0
@@ -273,6 +277,8 @@ class Trainer:
         if encoded is not None and (warm or k):
             raise ValueError("cached encoder features cannot serve the warm-up or the identity losses "
                              "(they need the photos' pixels)")
+        if encoded is not None and cfg.gram_weight > 0:
+            raise ValueError("cached encoder features cannot serve the Gram term (it needs the paintings' features)")
         fs: dict[str, Tensor] = {}  # the paintings' features (not with ``encoded``)
         raw: Tensor | None = None  # the decoder's own output, when the losses see it recoloured
         if content is not None:
@@ -316,7 +322,9 @@ class Trainer:
             parts["pixel_l1"] = pixel.detach()
             loss = loss + pixel
         else:
-            loss, parts = self.objective(out, fo, fc, target, s_stats, style, content, painted)
+            with torch.no_grad():  # the paintings' texture, in float32 (outside the autocast)
+                s_grams = {t: gram_matrices(fs[t], painted) for t in cfg.gram_taps} if cfg.gram_weight > 0 else {}
+            loss, parts = self.objective(out, fo, fc, target, s_stats, style, content, painted, s_grams)
             if raw is not None and cfg.raw_colour_weight > 0:
                 raw_term = cfg.raw_colour_weight * raw_colour_loss(raw, out)
                 parts["raw_colour"] = raw_term.detach()
@@ -343,9 +351,10 @@ class Trainer:
 
     def objective(self, out: Tensor, out_feats: dict[str, Tensor], content_feats: dict[str, Tensor], target: Tensor,
                   style_stats: dict[str, tuple[Tensor, Tensor]], style: Tensor, photo: Tensor | None = None,
-                  painted: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+                  painted: Tensor | None = None, style_grams: dict[str, Tensor] | None = None
+                  ) -> tuple[Tensor, dict[str, Tensor]]:
         """The recipe's loss of stylised images (after the warm-up; the identity terms come on top): the paper's
-        content and style terms, the structure, colour, tone, luma and grid terms, each as configured.
+        content and style terms, the structure, colour, tone, luma, grid and Gram terms, each as configured.
 
         Args:
             out: (B, 3, S, S) float, the images to score (decoded, or any pixels), already given the painting's
@@ -358,13 +367,15 @@ class Trainer:
             photo: (B, 3, S, S) float in [0, 1], the photos (needed by the luma term only).
             painted: (B, 1, S', S') in [0, 1], how much each painting pixel counts in the colour and tone terms (0 on
                 a flat backdrop), or ``None``: every pixel.
+            style_grams: the paintings' Gram matrices, tap → (B, C, C) (:func:`training.losses.gram_matrices`,
+                painted pixels only), needed by the Gram term only.
 
         Returns:
             ``(total, parts)``: the weighted terms as detached 0-d tensors (``content``, ``style``,
-            ``style/<tap>``, ``structure``, ``colour``, ``tone``, ``luma``, ``grid``).
+            ``style/<tap>``, ``structure``, ``colour``, ``tone``, ``luma``, ``grid``, ``gram``).
 
         Raises:
-            ValueError: the recipe has a luma term and ``photo`` is missing.
+            ValueError: the recipe has a luma term and ``photo`` is missing, or a Gram term and ``style_grams``.
         """
         cfg = self.cfg
         loss, parts = self.loss_fn(out_feats, target, style_stats)
@@ -393,6 +404,12 @@ class Trainer:
             grid = cfg.grid_weight * grid_loss(out)
             parts["grid"] = grid.detach()
             loss = loss + grid
+        if cfg.gram_weight > 0:
+            if not style_grams:
+                raise ValueError("the Gram term needs the paintings' Gram matrices")
+            gram = cfg.gram_weight * gram_loss(out_feats, style_grams)
+            parts["gram"] = gram.detach()
+            loss = loss + gram
         return loss, parts
 
     # ------------------------------------------------------------------ bookkeeping

@@ -2,7 +2,8 @@
 and the optional extra terms of the training recipes: identity losses (the decoder inverts the encoder on the
 photo and on the painting themselves), a colour term (sliced Wasserstein distance between RGB distributions), a
 tone term (the same between luma distributions), a low-pass luma term (the photo's layout of light and dark), a
-grid term (no regular 2 and 4 px pattern), and the engine's palette colour mode as a step before the losses."""
+grid term (no regular 2 and 4 px pattern), a Gram term (the painting's texture: its features' channel correlations,
+as Gatys et al. match them), and the engine's palette colour mode as a step before the losses."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from adain_core.upsample import box_filter, luma
 
 __all__ = ["LossWeights", "content_loss", "structure_loss", "style_loss_per_layer", "AdaINLoss",
            "identity_loss", "sliced_wasserstein", "unit_directions", "palette_recolour", "raw_colour_loss", "luma_loss",
-           "tone_loss",
-           "grid_ratios", "grid_loss"]
+           "tone_loss", "grid_ratios", "grid_loss", "gram_matrices", "gram_loss"]
 
 
 @dataclass
@@ -117,6 +117,31 @@ def style_loss_per_layer(out_feats: dict[str, Tensor],
         sm, ssd = style_stats[tap]
         losses[tap] = F.mse_loss(om, sm) + F.mse_loss(osd, ssd)
     return losses
+
+
+def gram_matrices(feat: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Gram matrices F·Fᵀ/(h·w) of features (B, C, h, w) → (B, C, C) float32; with ``weight`` (B, 1, H, W) ≥ 0 at
+    the image's pixel size (a painting's painted pixels), area-averaged onto the feature grid: F·diag(w)·Fᵀ/Σw."""
+    f = feat.float().flatten(2)
+    if weight is None:
+        return f @ f.transpose(1, 2) / f.shape[2]
+    w = F.adaptive_avg_pool2d(weight.float(), feat.shape[-2:]).to(f.device).flatten(2)  # (B, 1, h·w)
+    return (f * w) @ f.transpose(1, 2) / w.sum(dim=2, keepdim=True).clamp_min(1e-12)
+
+
+def gram_loss(out_feats: dict[str, Tensor], style_grams: dict[str, Tensor]) -> Tensor:
+    """The Gram term: per image, the mean over ``style_grams``' taps of ‖Gram(out) − Gram(style)‖² / ‖Gram(style)‖²
+    (``gram_gap``'s numerator, so scale-free per layer), meaned over the batch; 0-d float32.
+
+    Args:
+        out_feats: tap → (B, C, h, w), the output's features (at least the taps of ``style_grams``).
+        style_grams: tap → (B, C, C), the paintings' :func:`gram_matrices`.
+    """
+    terms = []
+    for tap, gs in style_grams.items():
+        diff = (gram_matrices(out_feats[tap]) - gs).pow(2).sum(dim=(1, 2))
+        terms.append(diff / gs.pow(2).sum(dim=(1, 2)).clamp_min(1e-12))
+    return torch.stack(terms).mean()
 
 
 class AdaINLoss(nn.Module):

@@ -14,12 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-import torch.nn.functional as F
-
 from adain_core.adain import tap_stats
 from adain_core.networks import TAPS
 
-from .losses import grid_ratios, luma_loss, sliced_wasserstein, unit_directions
+from .losses import gram_matrices, grid_ratios, luma_loss, sliced_wasserstein, unit_directions
 
 __all__ = ["Stats", "feature_stats", "stat_gap", "style_gap_ratio", "gram", "gram_gap_ratio", "colour_gap_ratio",
            "style_vector", "spread", "content_corr", "layout_corr", "grid_ratio", "psnr", "SPREAD_TAPS",
@@ -30,11 +28,6 @@ Stats = dict[str, tuple[Tensor, Tensor]]  # tap → (mean (C,), std (C,))
 SPREAD_TAPS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")
 COLOUR_DIRECTIONS = 64  # fixed random unit directions of the colour metric (seed 0)
 LAYOUT_RADIUS = 1 / 32  # box radius of the layout metric's blur per px of the shorter side (8 px at 256 px)
-
-
-def _at(weight: Tensor, feat: Tensor) -> Tensor:
-    """An image-size weight map (1, 1, H', W') averaged onto the grid of features (1, C, h, w)."""
-    return F.adaptive_avg_pool2d(weight.float(), feat.shape[-2:])
 
 
 def feature_stats(features: dict[str, Tensor], weight: Tensor | None = None) -> Stats:
@@ -63,12 +56,8 @@ def style_gap_ratio(output: Stats, content: Stats, style: Stats) -> float:
 
 def gram(feat: Tensor, weight: Tensor | None = None) -> Tensor:
     """Gram matrix F·Fᵀ/(h·w) of single-image features (1, C, h, w) → (C, C) float32; with ``weight`` (see the
-    module docstring) F·diag(w)·Fᵀ/Σw."""
-    f = feat.float().reshape(feat.shape[1], -1)
-    if weight is None:
-        return f @ f.T / f.shape[1]
-    w = _at(weight, feat).reshape(1, -1)
-    return (f * w) @ f.T / w.sum().clamp_min(1e-12)
+    module docstring) F·diag(w)·Fᵀ/Σw (:func:`training.losses.gram_matrices`)."""
+    return gram_matrices(feat, weight)[0]
 
 
 def _gram_distance(a: dict[str, Tensor], style_grams: dict[str, Tensor]) -> float:

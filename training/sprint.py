@@ -51,7 +51,7 @@ SPRINT_RECIPE: dict[str, float] = {
     "batch": 32, "size": 256, "lr": 2e-4, "lr_decay": 2e-5, "style_weight": 10.0, "identity_pixel": 0.0,
     "identity_feature": 0.0, "identity_fraction": 0.25, "structure_weight": 1.5, "colour_weight": 20.0,
     "colour_pixels": 4096.0, "luma_weight": 2.0, "luma_radius": 8.0, "min_scale": 0.6, "palette": 1.0,
-    "raw_colour_weight": 1.0, "grid_weight": 2.0, "palette_tone": 0.0,
+    "raw_colour_weight": 1.0, "grid_weight": 2.0, "palette_tone": 0.0, "gram_weight": 0.0,
 }
 SPRINT_STRUCTURE_TAPS: tuple[str, ...] = ("relu3_1", "relu4_1")  # the structure term's taps in that recipe
 SPRINT_LAYER_WEIGHTS = "hed-std-shallow"  # the style terms' per-layer weights in that recipe (LAYER_WEIGHT_PRESETS)
@@ -261,6 +261,9 @@ def add_sprint_args(p: argparse.ArgumentParser) -> None:
                    help=f"box radius of that blur in px (default {int(r['luma_radius'])})")
     p.add_argument("--grid-weight", type=float, default=r["grid_weight"],
                    help=f"weight of the output's regular 2 and 4 px grid beyond a photo's (default {r['grid_weight']})")
+    p.add_argument("--gram-weight", type=float, default=r["gram_weight"],
+                   help="weight of the Gram term: the output's feature correlations against the painting's at "
+                        f"relu1_1-relu3_1 (default {r['gram_weight']})")
     p.add_argument("--backdrop", choices=BACKDROP_MODES, default=BACKDROP_MODES[0],
                    help="ignore: a painting's flat backdrop is left out of its statistics, palette and colour term "
                         "in training and evaluation, as the engine's style cards leave it out (needs a pack made "
@@ -326,6 +329,7 @@ def run_sprint(args: argparse.Namespace) -> int:
                       structure_weight=args.structure_weight, structure_taps=list(args.structure_taps),
                       colour_weight=args.colour_weight, colour_pixels=args.colour_pixels,
                       luma_weight=args.luma_weight, luma_radius=args.luma_radius, grid_weight=args.grid_weight,
+                      gram_weight=args.gram_weight,
                       backdrop=args.backdrop, palette=bool(args.palette), palette_tone=args.palette_tone,
                       raw_colour_weight=args.raw_colour_weight, batch_size=args.batch,
                       lr=args.lr, lr_decay=args.lr_decay,

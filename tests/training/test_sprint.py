@@ -151,10 +151,11 @@ def _sprint(pack: Path, out: Path, tmp_path: Path, *args: str) -> subprocess.Com
 @pytest.mark.parametrize(("init", "skip"), [("plain", "0"), ("plain", "1"), ("default", "1")])
 def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(pack, tmp_path, random_model_path,
                                                                                  init, skip):
-    """From a plain decoder (kept plain, or given the relu3_1 input) and from the shipped skip decoder."""
+    """From a plain decoder (kept plain, or given the relu3_1 input) and from the shipped skip decoder, with the
+    Gram term on."""
     out = tmp_path / "out"
     proc = _sprint(pack, out, tmp_path, "--max-steps", "3", "--decoder-skip", skip,
-                   "--init", "default" if init == "default" else str(random_model_path),
+                   "--init", "default" if init == "default" else str(random_model_path), "--gram-weight", "0.5",
                    "--structure-taps", *(["relu3_1", "relu4_1"] if skip == "1" else ["relu4_1"]))
     assert "images/s" in proc.stdout and "colour transfer (reference)" in proc.stdout
     files = sorted(p.name for p in out.iterdir())
@@ -174,6 +175,7 @@ def test_sprint_rehearsal_on_the_cpu_without_the_packages_the_gpu_machine_lacks(
     assert engine.taps == (("relu3_1", "relu4_1") if skip == "1" else ("relu4_1",))
     assert engine.metadata["structure_taps"] == list(engine.taps)  # the skip run also trained relu3_1's structure
     assert engine.metadata["grid_weight"] == 2.0  # the recipe's grid term
+    assert engine.metadata["gram_weight"] == 0.5
     assert engine.metadata["backdrop"] == "ignore"  # the paintings' backdrops left out, as the engine's cards do
     assert engine.stylize(torch.rand(1, 3, 24, 24), engine.encode_style(torch.rand(1, 3, 32, 32))).shape[-2:] == (24, 24)
 

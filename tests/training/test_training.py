@@ -226,6 +226,38 @@ def test_structure_loss_is_content_corr_as_a_loss(tiny_config):
     assert all(r["structure"] > 0 for r in records)
 
 
+def test_gram_term_is_gram_gaps_numerator_on_the_painted_pixels(tiny_config):
+    """``gram_loss`` is 0 for the painting itself and, per image, the mean over its taps of gram_gap's numerator;
+    a painted-pixel weight gives the Gram of those pixels alone; a run with the term logs it and records its weight
+    and taps, and a tap that is not the encoder's is refused with its name."""
+    from training.losses import gram_loss, gram_matrices
+    from training.metrics import gram
+
+    gen = torch.Generator().manual_seed(3)
+    taps = ("relu1_1", "relu2_1")
+    out, style = torch.rand(2, 3, 16, 16, generator=gen), torch.rand(2, 3, 16, 16, generator=gen)
+    enc = make_encoder("random-vgg16")
+    fo, fs = enc(out, taps), enc(style, taps)
+    grams = {t: gram_matrices(fs[t]) for t in taps}
+    assert float(gram_loss(fs, grams)) < 1e-6
+    by_hand = [float((gram(fo[t][i:i + 1]) - gram(fs[t][i:i + 1])).pow(2).sum() / gram(fs[t][i:i + 1]).pow(2).sum())
+               for i in range(2) for t in taps]
+    assert float(gram_loss(fo, grams)) == pytest.approx(sum(by_hand) / len(by_hand), rel=1e-4)
+    left = torch.zeros(2, 1, 16, 16)
+    left[..., :8] = 1
+    f = fs["relu1_1"]
+    torch.testing.assert_close(gram_matrices(f, left), gram_matrices(f[..., :8]))
+
+    cfg = dataclasses.replace(tiny_config, steps=2, gram_weight=3.0, gram_taps=["relu2_1", "relu3_1"])
+    Trainer(cfg).run()
+    state = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=True)
+    assert state["config"]["gram_weight"] == 3.0 and state["config"]["gram_taps"] == ["relu2_1", "relu3_1"]
+    records = [json.loads(x) for x in (Path(cfg.out_dir) / "log.jsonl").read_text().splitlines()]
+    assert all(r["gram"] > 0 for r in records)
+    with pytest.raises(ValueError, match="relu9_9"):
+        Trainer(dataclasses.replace(tiny_config, gram_weight=1.0, gram_taps=["relu9_9"]))
+
+
 def test_killed_run_resumes_bit_for_bit(tiny_config, tmp_path):
     tiny_config = dataclasses.replace(tiny_config, log_every=1)
     straight = Trainer(dataclasses.replace(tiny_config, out_dir=str(tmp_path / "straight")))

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from training import cli
-from training.compare import (COLOUR_GAP_SLACK, CONTENT_CORR_SLACK, LAYOUT_CORR_SLACK, pair_wins, read_result,
-                              ship_verdict, style_means)
+from training.compare import (COLOUR_GAP_SLACK, CONTENT_CORR_SLACK, LAYOUT_CORR_SLACK, SPREAD_SLACK, pair_wins,
+                              read_result, ship_verdict, style_means)
 
 MEANS = {"style_gap_ratio": 0.2, "gram_gap": 0.22, "colour_gap": 0.27, "content_corr": 0.48, "spread": 0.92,
          "recon_psnr": 13.0, "seconds_per_image": 1.0}
@@ -44,8 +44,11 @@ def test_the_shipping_rule_names_each_number_that_fails():
     # colour within its slack of the base's still ships (the means swing by more between checkpoints)
     assert ship_verdict(MEANS, {**MEANS, "gram_gap": 0.2, "spread": 0.93,
                                 "colour_gap": MEANS["colour_gap"] + COLOUR_GAP_SLACK / 2}) == []
-    fails = ship_verdict(MEANS, {**MEANS, "gram_gap": 0.2, "colour_gap": 0.3, "spread": 0.92, "content_corr": 0.4})
+    # spread within its slack too (single checkpoints of one recipe swing by 0.016)
+    assert ship_verdict(MEANS, {**MEANS, "gram_gap": 0.2, "spread": MEANS["spread"] - SPREAD_SLACK / 2}) == []
+    fails = ship_verdict(MEANS, {**MEANS, "gram_gap": 0.2, "colour_gap": 0.3, "spread": 0.9, "content_corr": 0.4})
     assert [f.split()[0] for f in fails] == ["colour_gap", "spread", "content_corr"]
+    assert fails[1] == f"spread 0.900 more than {SPREAD_SLACK} below 0.920"
     # layout_corr counts when both means have it: within its slack ships, a halo that came back does not
     better = {**MEANS, "gram_gap": 0.2, "spread": 0.93}
     assert ship_verdict({**MEANS, "layout_corr": 0.6}, {**better, "layout_corr": 0.6 - LAYOUT_CORR_SLACK / 2}) == []

@@ -32,7 +32,7 @@ COLOUR_GAP_SLACK = 0.01
 #: how far the mean layout_corr may fall for a new decoder to ship: one run's checkpoints 75-1,000 steps apart moved
 #: it by 0.002-0.011 (stretches 25 and 26), so more than 0.02 is a halo that came back, not noise
 LAYOUT_CORR_SLACK = 0.02
-#: how far the mean spread may fall for a new decoder to ship: seven single checkpoints of one recipe 250-2,750 steps
+#: how far the mean spread may fall for a new decoder to ship: nine single checkpoints of one recipe 250-3,250 steps
 #: apart scored 0.931-0.947 (stretches 48-49), so a fall of up to 0.01 is noise, not outputs that grew alike
 SPREAD_SLACK = 0.01
 

@@ -118,9 +118,9 @@ def format_by_style(base: dict[str, Any], new: dict[str, Any]) -> str:
 
 def ship_verdict(base: dict[str, float], new: dict[str, float]) -> list[str]:
     """The shipping rule on two evaluations' means: gram_gap lower, colour_gap not higher by more than
-    :data:`COLOUR_GAP_SLACK`, spread not lower by more than :data:`SPREAD_SLACK`, content_corr not lower by more than :data:`CONTENT_CORR_SLACK`, and
-    layout_corr (when both means have it) not lower by more than :data:`LAYOUT_CORR_SLACK`. Returns what fails, one
-    phrase each (empty: it ships)."""
+    :data:`COLOUR_GAP_SLACK`, spread not lower by more than :data:`SPREAD_SLACK`, content_corr not lower by more
+    than :data:`CONTENT_CORR_SLACK`, and layout_corr (when both means have it) not lower by more than
+    :data:`LAYOUT_CORR_SLACK`. Returns what fails, one phrase each (empty: it ships)."""
     fails = [f"gram_gap {new['gram_gap']:.3f} not below {base['gram_gap']:.3f}"] \
         if new["gram_gap"] >= base["gram_gap"] else []
     if new["colour_gap"] > base["colour_gap"] + COLOUR_GAP_SLACK:

@@ -84,7 +84,7 @@ class TrainConfig:
     luma_weight: float = 0.0     # 2·(1 − r) of the box-blurred luma, output vs photo (the photo's light/dark layout)
     luma_radius: int = 4         # that blur's box radius in px
     grid_weight: float = 0.0     # max(0, r − 1), r the output's luma power at 2 and 4 px periods over its neighbours'
-    gram_weight: float = 0.0     # ‖Gram(out) − Gram(painting)‖² / ‖Gram(painting)‖² at gram_taps (the painting's texture)
+    gram_weight: float = 0.0     # ‖Gram(out) − Gram(painting)‖² / ‖Gram(painting)‖² at gram_taps (its texture)
     gram_taps: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1"])  # that term's taps, meaned
     backdrop: str = "keep"       # a painting's flat backdrop (adain_core.backdrop): "keep" counts it in the paintings'
     #                              statistics, palette and colours; "ignore" leaves it out, as the engine's cards do

@@ -375,7 +375,7 @@ class Trainer:
             ``style/<tap>``, ``structure``, ``colour``, ``tone``, ``luma``, ``grid``, ``gram``).
 
         Raises:
-            ValueError: the recipe has a luma term and ``photo`` is missing, or a Gram term and ``style_grams``.
+            ValueError: the recipe has a luma term and ``photo`` is missing, or a Gram term and ``style_grams`` is.
         """
         cfg = self.cfg
         loss, parts = self.loss_fn(out_feats, target, style_stats)
